@@ -1,0 +1,691 @@
+//! The receiver's half of the protocol: datagrams in, verified-size blocks
+//! out, with no I/O and bounded memory.
+//!
+//! ```text
+//!             announce fragments                         shards
+//!                    │                                      │
+//!   new ──▶ Announcing ──envelope complete──▶ Verifying ──accept──▶ Receiving ──all blocks──▶ Complete
+//!               │          (Event::Envelope)      │                    │
+//!               └── shards buffered, capped ──────┘──refuse──▶ gone    └──idle──▶ Failed(Incomplete)
+//! ```
+//!
+//! The core never trusts a datagram's claims about sizes: the envelope is
+//! bounded by a configured maximum, shards that arrive before the envelope is
+//! verified share a small per-transfer budget, and the payload length comes
+//! from the signed manifest the driver passes to [`Reassembler::accept`].
+//! Completion is decided from that signed length and the block count, never
+//! from an end marker.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::fec::Decoder;
+use crate::frame::{Datagram, FecParams, FrameError, Header, Kind};
+use crate::id::{StreamId, TransferId};
+use crate::transmit::fragment_count;
+
+/// Resource limits of the receiver core.
+#[derive(Clone, Debug)]
+pub struct ReassemblyConfig {
+    /// Transfers tracked at once, in any state.
+    pub max_transfers: usize,
+    /// Of those, transfers whose envelope is not yet verified.
+    pub max_unverified: usize,
+    /// Largest envelope (header, manifest and signature) accepted.
+    pub max_envelope_len: u64,
+    /// Shard bytes held for a transfer before its envelope is verified.
+    pub max_unverified_bytes: usize,
+    /// Incomplete blocks held per transfer; the oldest is given up beyond it.
+    pub max_pending_blocks: usize,
+    /// A transfer with no datagram for this long is closed as incomplete.
+    pub idle_timeout: Duration,
+    /// Finished transfer ids remembered, so their stragglers are ignored.
+    pub finished_memory: usize,
+}
+
+impl Default for ReassemblyConfig {
+    fn default() -> Self {
+        Self {
+            max_transfers: 32,
+            max_unverified: 8,
+            max_envelope_len: (1 << 20) + 76,
+            max_unverified_bytes: 4 << 20,
+            max_pending_blocks: 64,
+            idle_timeout: Duration::from_secs(10),
+            finished_memory: 4096,
+        }
+    }
+}
+
+/// What the driver must act on, in order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The whole envelope arrived: verify it, then call `accept` or `refuse`.
+    Envelope { transfer: TransferId, stream: StreamId, envelope: Vec<u8> },
+    /// Payload bytes at `offset`, rebuilt and trimmed to the signed length.
+    Block { transfer: TransferId, offset: u64, data: Vec<u8> },
+    /// Every block of the signed payload has been delivered.
+    Complete { transfer: TransferId, stats: TransferStats },
+    /// The transfer ended without its payload; its state is gone.
+    Failed { transfer: TransferId, reason: FailReason, stats: TransferStats },
+}
+
+/// Why a transfer ended without a payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FailReason {
+    /// Went idle with blocks (or the envelope) still missing: the loss was
+    /// more than the parity could repair.
+    Incomplete { missing_blocks: u64, block_count: u64, first_missing: Vec<u64>, envelope: bool },
+    /// Shards announce a payload length other than the signed one.
+    LengthMismatch { signed: u64, announced: u64 },
+    /// The signed payload needs more blocks than the wire can number.
+    TooManyBlocks { payload_len: u64 },
+    /// Dropped to make room for newer transfers.
+    Evicted,
+}
+
+/// Counters of one transfer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransferStats {
+    pub datagrams: u64,
+    pub duplicates: u64,
+    pub late: u64,
+    pub blocks: u64,
+    pub blocks_rebuilt: u64,
+    pub shards_rebuilt: u64,
+    pub max_parity_used: u16,
+    pub unverified_dropped: u64,
+    pub blocks_given_up: u64,
+}
+
+/// Why a datagram was dropped without touching any transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drop {
+    Frame(FrameError),
+    /// Belongs to a transfer that already finished or was refused.
+    Finished,
+    /// FEC parameters differ from the ones this transfer started with.
+    ParamsMismatch,
+    /// Envelope length is zero or over the configured maximum.
+    EnvelopeTooLarge { len: u64 },
+    /// Announce fragment whose index or length disagrees with the transfer.
+    BadFragment,
+    /// Shard past the signed payload.
+    BlockOutOfRange,
+    /// No room for another transfer.
+    NoRoom,
+}
+
+/// The receiver core. One per listening socket.
+#[derive(Debug)]
+pub struct Reassembler {
+    config: ReassemblyConfig,
+    transfers: HashMap<TransferId, Transfer>,
+    finished: FinishedSet,
+    events: VecDeque<Event>,
+}
+
+#[derive(Debug)]
+struct Transfer {
+    stream: StreamId,
+    fec: FecParams,
+    last_seen: Instant,
+    stage: Stage,
+    pending: BTreeMap<u32, Block>,
+    pending_bytes: usize,
+    announced_len: Option<u64>,
+    decoder: Option<Decoder>,
+    stats: TransferStats,
+}
+
+#[derive(Debug)]
+enum Stage {
+    Announcing(Fragments),
+    Verifying,
+    Receiving(Progress),
+}
+
+#[derive(Debug)]
+struct Fragments {
+    bytes: Vec<u8>,
+    have: Vec<bool>,
+    missing: u32,
+}
+
+#[derive(Debug)]
+struct Progress {
+    payload_len: u64,
+    block_count: u64,
+    done: Vec<u64>,
+    done_count: u64,
+}
+
+#[derive(Debug)]
+struct Block {
+    shards: Vec<Option<Box<[u8]>>>,
+    count: u16,
+}
+
+#[derive(Debug, Default)]
+struct FinishedSet {
+    ids: HashSet<TransferId>,
+    order: VecDeque<TransferId>,
+}
+
+impl Reassembler {
+    pub fn new(config: ReassemblyConfig) -> Self {
+        Self {
+            config,
+            transfers: HashMap::new(),
+            finished: FinishedSet::default(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Feeds one datagram received at `now`.
+    pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) -> Result<(), Drop> {
+        let datagram = Datagram::parse(bytes).map_err(Drop::Frame)?;
+        let header = *datagram.header();
+        if self.finished.contains(header.transfer) {
+            return Err(Drop::Finished);
+        }
+        self.admit(now, &header)?;
+        let Some(transfer) = self.transfers.get_mut(&header.transfer) else {
+            return Err(Drop::NoRoom);
+        };
+        if transfer.fec != header.fec {
+            return Err(Drop::ParamsMismatch);
+        }
+        transfer.last_seen = now;
+        transfer.stats.datagrams += 1;
+
+        let outcome = match header.kind {
+            Kind::Announce => {
+                let max = self.config.max_envelope_len;
+                transfer.on_announce(&header, datagram.body(), max, &mut self.events)
+            }
+            Kind::Shard => transfer.on_shard(&header, datagram.body(), &self.config),
+        };
+        self.settle(header.transfer, outcome)
+    }
+
+    /// The driver verified the envelope; `payload_len` is the signed length.
+    pub fn accept(&mut self, transfer: TransferId, payload_len: u64) {
+        let Some(state) = self.transfers.get_mut(&transfer) else {
+            return;
+        };
+        let outcome = state.accept(payload_len);
+        let _ = self.settle(transfer, outcome);
+    }
+
+    /// The driver rejected the envelope: forget the transfer and ignore the
+    /// rest of it.
+    pub fn refuse(&mut self, transfer: TransferId) {
+        self.transfers.remove(&transfer);
+        self.finished.insert(transfer, self.config.finished_memory);
+    }
+
+    /// Closes transfers that have been idle for the configured timeout.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let idle = self.config.idle_timeout;
+        let expired: Vec<TransferId> = self
+            .transfers
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(t.last_seen) >= idle)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(transfer) = self.transfers.get(&id) {
+                let reason = transfer.incomplete_reason();
+                self.fail(id, reason);
+            }
+        }
+    }
+
+    /// When [`Self::handle_timeout`] next has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let oldest = self.transfers.values().map(|t| t.last_seen).min()?;
+        Some(oldest + self.config.idle_timeout)
+    }
+
+    /// The next event for the driver, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Transfers currently tracked.
+    pub fn active(&self) -> usize {
+        self.transfers.len()
+    }
+
+    /// Makes room for and creates the transfer a datagram names, if new.
+    fn admit(&mut self, now: Instant, header: &Header) -> Result<(), Drop> {
+        if self.transfers.contains_key(&header.transfer) {
+            return Ok(());
+        }
+        let stage = match header.kind {
+            Kind::Announce => Stage::Announcing(self.new_fragments(header)?),
+            Kind::Shard => Stage::Announcing(Fragments::unknown()),
+        };
+        self.make_room()?;
+        let transfer = Transfer::new(header, now, stage);
+        self.transfers.insert(header.transfer, transfer);
+        Ok(())
+    }
+
+    fn new_fragments(&self, header: &Header) -> Result<Fragments, Drop> {
+        let len = header.object_len;
+        if len == 0 || len > self.config.max_envelope_len {
+            return Err(Drop::EnvelopeTooLarge { len });
+        }
+        let len = usize::try_from(len).map_err(|_| Drop::EnvelopeTooLarge { len })?;
+        Ok(Fragments::new(len, header.fec.shard_len))
+    }
+
+    // Limitation: when the table of unverified transfers is full, the one
+    // heard from least recently is evicted. A flood of datagrams with fresh
+    // transfer ids can therefore push out a genuine transfer that is still
+    // waiting for its envelope; per-source budgets would be stronger.
+    fn make_room(&mut self) -> Result<(), Drop> {
+        let unverified = self.transfers.values().filter(|t| !t.is_verified()).count();
+        let over_total = self.transfers.len() >= self.config.max_transfers;
+        if unverified < self.config.max_unverified && !over_total {
+            return Ok(());
+        }
+        let victim = self
+            .transfers
+            .iter()
+            .filter(|(_, t)| !t.is_verified())
+            .min_by_key(|(_, t)| t.last_seen)
+            .map(|(id, _)| *id)
+            .ok_or(Drop::NoRoom)?;
+        self.fail(victim, FailReason::Evicted);
+        Ok(())
+    }
+
+    /// Applies what a transfer step produced: blocks become events, a
+    /// finished or failed transfer is removed.
+    fn settle(&mut self, id: TransferId, outcome: Outcome) -> Result<(), Drop> {
+        let Some(transfer) = self.transfers.get_mut(&id) else {
+            return Ok(());
+        };
+        for (offset, data) in transfer.take_ready_blocks() {
+            self.events.push_back(Event::Block { transfer: id, offset, data });
+        }
+        let complete = transfer.is_complete();
+        let result = match outcome {
+            Outcome::Continue => Ok(()),
+            Outcome::Dropped(drop) => Err(drop),
+            Outcome::Failed(reason) => {
+                self.fail(id, reason);
+                return Ok(());
+            }
+        };
+        if complete {
+            self.complete(id);
+        }
+        result
+    }
+
+    fn complete(&mut self, id: TransferId) {
+        if let Some(transfer) = self.transfers.remove(&id) {
+            self.finished.insert(id, self.config.finished_memory);
+            let stats = transfer.stats;
+            self.events.push_back(Event::Complete { transfer: id, stats });
+        }
+    }
+
+    fn fail(&mut self, id: TransferId, reason: FailReason) {
+        if let Some(transfer) = self.transfers.remove(&id) {
+            self.finished.insert(id, self.config.finished_memory);
+            let stats = transfer.stats;
+            self.events.push_back(Event::Failed { transfer: id, reason, stats });
+        }
+    }
+}
+
+/// What one step did to a transfer.
+enum Outcome {
+    Continue,
+    Dropped(Drop),
+    Failed(FailReason),
+}
+
+impl Transfer {
+    fn new(header: &Header, now: Instant, stage: Stage) -> Self {
+        Self {
+            stream: header.stream,
+            fec: header.fec,
+            last_seen: now,
+            stage,
+            pending: BTreeMap::new(),
+            pending_bytes: 0,
+            announced_len: None,
+            decoder: None,
+            stats: TransferStats::default(),
+        }
+    }
+
+    fn is_verified(&self) -> bool {
+        matches!(self.stage, Stage::Receiving(_))
+    }
+
+    fn is_complete(&self) -> bool {
+        matches!(&self.stage, Stage::Receiving(p) if p.done_count == p.block_count)
+    }
+
+    fn on_announce(
+        &mut self,
+        header: &Header,
+        body: &[u8],
+        max_len: u64,
+        events: &mut VecDeque<Event>,
+    ) -> Outcome {
+        let Stage::Announcing(fragments) = &mut self.stage else {
+            return Outcome::Continue;
+        };
+        if fragments.bytes.is_empty() {
+            // The transfer began with shards; its envelope size is known now.
+            let len = header.object_len;
+            match usize::try_from(len) {
+                Ok(size) if len > 0 && len <= max_len => {
+                    *fragments = Fragments::new(size, header.fec.shard_len);
+                }
+                _ => return Outcome::Dropped(Drop::EnvelopeTooLarge { len }),
+            }
+        }
+        match fragments.insert(header, body) {
+            Ok(true) => self.stats.duplicates += 1,
+            Ok(false) => {}
+            Err(drop) => return Outcome::Dropped(drop),
+        }
+        if fragments.missing == 0 {
+            let envelope = std::mem::take(&mut fragments.bytes);
+            self.stage = Stage::Verifying;
+            let (transfer, stream) = (header.transfer, self.stream);
+            events.push_back(Event::Envelope { transfer, stream, envelope });
+        }
+        Outcome::Continue
+    }
+
+    fn on_shard(&mut self, header: &Header, body: &[u8], config: &ReassemblyConfig) -> Outcome {
+        match &self.stage {
+            Stage::Receiving(progress) => {
+                if header.object_len != progress.payload_len {
+                    let (signed, announced) = (progress.payload_len, header.object_len);
+                    return Outcome::Failed(FailReason::LengthMismatch { signed, announced });
+                }
+                if u64::from(header.index) >= progress.block_count {
+                    return Outcome::Dropped(Drop::BlockOutOfRange);
+                }
+                if progress.is_done(header.index) {
+                    self.stats.late += 1;
+                    return Outcome::Continue;
+                }
+                self.store_shard(header, body, config);
+                Outcome::Continue
+            }
+            Stage::Announcing(_) | Stage::Verifying => self.buffer_unverified(header, body, config),
+        }
+    }
+
+    fn buffer_unverified(&mut self, header: &Header, body: &[u8], config: &ReassemblyConfig) -> Outcome {
+        if let Some(announced) = self.announced_len
+            && announced != header.object_len
+        {
+            return Outcome::Dropped(Drop::ParamsMismatch);
+        }
+        self.announced_len = Some(header.object_len);
+        if self.pending_bytes + body.len() > config.max_unverified_bytes {
+            self.stats.unverified_dropped += 1;
+            return Outcome::Continue;
+        }
+        self.store_shard(header, body, config);
+        Outcome::Continue
+    }
+
+    fn store_shard(&mut self, header: &Header, body: &[u8], config: &ReassemblyConfig) {
+        let total = usize::from(self.fec.shards_per_block());
+        if !self.pending.contains_key(&header.index) && self.pending.len() >= config.max_pending_blocks {
+            self.give_up_oldest_block();
+        }
+        let block = self.pending.entry(header.index).or_insert_with(|| Block::new(total));
+        let Some(slot) = block.shards.get_mut(usize::from(header.shard.0)) else {
+            return;
+        };
+        if slot.is_some() {
+            self.stats.duplicates += 1;
+            return;
+        }
+        *slot = Some(body.into());
+        block.count += 1;
+        self.pending_bytes += body.len();
+    }
+
+    fn give_up_oldest_block(&mut self) {
+        if let Some((_, block)) = self.pending.pop_first() {
+            self.pending_bytes -= block.bytes();
+            self.stats.blocks_given_up += 1;
+        }
+    }
+
+    fn accept(&mut self, payload_len: u64) -> Outcome {
+        if !matches!(self.stage, Stage::Verifying) {
+            return Outcome::Continue;
+        }
+        if let Some(announced) = self.announced_len.filter(|len| *len != payload_len) {
+            return Outcome::Failed(FailReason::LengthMismatch { signed: payload_len, announced });
+        }
+        let block_count = self.fec.block_count(payload_len);
+        if block_count > u64::from(u32::MAX) + 1 {
+            return Outcome::Failed(FailReason::TooManyBlocks { payload_len });
+        }
+        let words = usize::try_from(block_count.div_ceil(64)).unwrap_or(usize::MAX);
+        self.stage = Stage::Receiving(Progress {
+            payload_len,
+            block_count,
+            done: vec![0; words],
+            done_count: 0,
+        });
+        self.pending.retain(|index, _| u64::from(*index) < block_count);
+        self.pending_bytes = self.pending.values().map(Block::bytes).sum();
+        Outcome::Continue
+    }
+
+    /// Rebuilds every pending block that has enough shards, in block order.
+    fn take_ready_blocks(&mut self) -> Vec<(u64, Vec<u8>)> {
+        let Stage::Receiving(progress) = &mut self.stage else {
+            return Vec::new();
+        };
+        let need = self.fec.data;
+        let ready: Vec<u32> =
+            self.pending.iter().filter(|(_, b)| b.count >= need).map(|(i, _)| *i).collect();
+        let mut out = Vec::with_capacity(ready.len());
+        for index in ready {
+            let Some(block) = self.pending.remove(&index) else { continue };
+            self.pending_bytes -= block.bytes();
+            if let Some(data) = rebuild(&mut self.decoder, self.fec, &block, &mut self.stats) {
+                let offset = u64::from(index) * self.fec.block_len();
+                let keep = progress.payload_len.saturating_sub(offset).min(data.len() as u64);
+                let mut data = data;
+                data.truncate(usize::try_from(keep).unwrap_or(0));
+                progress.mark_done(index);
+                self.stats.blocks += 1;
+                out.push((offset, data));
+            }
+        }
+        out
+    }
+
+    fn incomplete_reason(&self) -> FailReason {
+        match &self.stage {
+            Stage::Receiving(progress) => {
+                let missing = progress.block_count - progress.done_count;
+                FailReason::Incomplete {
+                    missing_blocks: missing,
+                    block_count: progress.block_count,
+                    first_missing: progress.first_missing(16),
+                    envelope: true,
+                }
+            }
+            Stage::Announcing(_) | Stage::Verifying => FailReason::Incomplete {
+                missing_blocks: 0,
+                block_count: 0,
+                first_missing: Vec::new(),
+                envelope: false,
+            },
+        }
+    }
+}
+
+fn rebuild(
+    decoder: &mut Option<Decoder>,
+    fec: FecParams,
+    block: &Block,
+    stats: &mut TransferStats,
+) -> Option<Vec<u8>> {
+    let decoder = match decoder {
+        Some(decoder) => decoder,
+        None => decoder.insert(Decoder::new(fec).ok()?),
+    };
+    let view: Vec<Option<&[u8]>> = block.shards.iter().map(|s| s.as_deref()).collect();
+    let mut out = vec![0u8; usize::try_from(fec.block_len()).ok()?];
+    let used = decoder.rebuild(&view, &mut out).ok()?;
+    if used > 0 {
+        stats.blocks_rebuilt += 1;
+        stats.shards_rebuilt += u64::from(used);
+        stats.max_parity_used = stats.max_parity_used.max(used);
+    }
+    Some(out)
+}
+
+impl Fragments {
+    fn new(len: usize, shard_len: u16) -> Self {
+        let count = fragment_count(len, shard_len);
+        Self {
+            bytes: vec![0; len],
+            have: vec![false; count as usize],
+            missing: count,
+        }
+    }
+
+    /// Envelope size not yet known: only shards have been seen.
+    fn unknown() -> Self {
+        Self { bytes: Vec::new(), have: Vec::new(), missing: u32::MAX }
+    }
+
+    /// Stores a fragment; `Ok(true)` if it was a duplicate.
+    fn insert(&mut self, header: &Header, body: &[u8]) -> Result<bool, Drop> {
+        if header.object_len != self.bytes.len() as u64 {
+            return Err(Drop::BadFragment);
+        }
+        let index = usize::try_from(header.index).map_err(|_| Drop::BadFragment)?;
+        let seen = self.have.get_mut(index).ok_or(Drop::BadFragment)?;
+        if *seen {
+            return Ok(true);
+        }
+        let start = index * body.len();
+        let end = (start + body.len()).min(self.bytes.len());
+        let (Some(dst), Some(src)) = (self.bytes.get_mut(start..end), body.get(..end - start)) else {
+            return Err(Drop::BadFragment);
+        };
+        dst.copy_from_slice(src);
+        *seen = true;
+        self.missing -= 1;
+        Ok(false)
+    }
+}
+
+impl Progress {
+    fn is_done(&self, block: u32) -> bool {
+        let (word, bit) = (block as usize / 64, block % 64);
+        self.done.get(word).is_some_and(|w| w & (1 << bit) != 0)
+    }
+
+    fn mark_done(&mut self, block: u32) {
+        let (word, bit) = (block as usize / 64, block % 64);
+        if let Some(w) = self.done.get_mut(word)
+            && *w & (1 << bit) == 0
+        {
+            *w |= 1 << bit;
+            self.done_count += 1;
+        }
+    }
+
+    fn first_missing(&self, limit: usize) -> Vec<u64> {
+        (0..self.block_count)
+            .filter(|b| u32::try_from(*b).is_ok_and(|b| !self.is_done(b)))
+            .take(limit)
+            .collect()
+    }
+}
+
+impl Block {
+    fn new(total: usize) -> Self {
+        Self { shards: vec![None; total], count: 0 }
+    }
+
+    fn bytes(&self) -> usize {
+        self.shards.iter().flatten().map(|s| s.len()).sum()
+    }
+}
+
+impl FinishedSet {
+    fn contains(&self, id: TransferId) -> bool {
+        self.ids.contains(&id)
+    }
+
+    fn insert(&mut self, id: TransferId, capacity: usize) {
+        if !self.ids.insert(id) {
+            return;
+        }
+        self.order.push_back(id);
+        while self.order.len() > capacity.max(1) {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+    }
+}
+
+impl fmt::Display for FailReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Incomplete { envelope: false, .. } => {
+                write!(f, "unrecoverable: the signed envelope never arrived complete")
+            }
+            Self::Incomplete { missing_blocks, block_count, first_missing, .. } => write!(
+                f,
+                "unrecoverable: {missing_blocks} of {block_count} blocks lost more shards \
+                 than their parity covers (first missing: {first_missing:?})"
+            ),
+            Self::LengthMismatch { signed, announced } => write!(
+                f,
+                "payload length mismatch: the signed manifest says {signed} bytes, \
+                 the datagrams carry {announced}"
+            ),
+            Self::TooManyBlocks { payload_len } => {
+                write!(f, "payload of {payload_len} bytes needs more blocks than the wire allows")
+            }
+            Self::Evicted => write!(f, "evicted to make room for newer transfers"),
+        }
+    }
+}
+
+impl fmt::Display for Drop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Frame(error) => write!(f, "malformed datagram: {error}"),
+            Self::Finished => write!(f, "transfer already finished"),
+            Self::ParamsMismatch => write!(f, "parameters differ from the transfer's"),
+            Self::EnvelopeTooLarge { len } => write!(f, "envelope length {len} out of bounds"),
+            Self::BadFragment => write!(f, "announce fragment out of range"),
+            Self::BlockOutOfRange => write!(f, "block past the signed payload"),
+            Self::NoRoom => write!(f, "no room for another transfer"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
