@@ -1,0 +1,407 @@
+//! The receiving daemon: a thin driver around the reassembly core.
+//!
+//! ```text
+//!  UDP socket ──▶ net thread ──────────────────────────────▶ finalize thread
+//!                 │ Reassembler::handle_datagram                │ fsync, length + blake3
+//!                 │ Envelope ─▶ TrustStore::verify ─▶ accept    │ of the payload
+//!                 │ Block    ─▶ spool file (pwrite)             ▼
+//!                 │ Complete ─────────────────────────────▶ quarantine/ or rejected/
+//!                 └ Failed   ─▶ rejected/ (reason only)
+//! ```
+//!
+//! The net thread never waits on a full-payload hash; it keeps draining the
+//! socket while earlier bundles are verified.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use sluice_hardware::socket::{SocketOptions, bind_receiver};
+use sluice_protocol::id::{StreamId, TransferId};
+use sluice_protocol::reassembly::{Event, FailReason, Reassembler, TransferStats};
+use sluice_protocol::trust::{TrustStore, VerifiedManifest};
+use tracing::{debug, error, info, warn};
+
+use crate::config::ReceiverConfig;
+use crate::finalize::{Finished, finalize};
+use crate::record::{Rejection, TransferRecord};
+use crate::store::{SpoolFile, Store};
+use crate::trust::load_trust_store;
+
+/// How often the net thread wakes up without traffic to run timers and
+/// check for a stop request.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Counters the daemon keeps for status displays and the demo.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DaemonStats {
+    pub datagrams: u64,
+    pub dropped: u64,
+    pub quarantined: u64,
+    pub rejected: u64,
+    pub shards_rebuilt: u64,
+    pub blocks_rebuilt: u64,
+}
+
+/// A daemon running on its own threads.
+#[derive(Debug)]
+pub struct DaemonHandle {
+    local_addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Mutex<DaemonStats>>,
+    net: Option<thread::JoinHandle<()>>,
+}
+
+/// Starts the daemon on background threads. Configuration problems
+/// (trust store, state directory, socket) are reported here, before any
+/// thread starts.
+pub fn spawn(config: &ReceiverConfig) -> anyhow::Result<DaemonHandle> {
+    let trust = load_trust_store(&config.trust)?;
+    let store = Store::open(&config.state_dir)
+        .with_context(|| format!("opening state directory {}", config.state_dir.display()))?;
+    let removed = store.clean_leftovers()?;
+    if removed > 0 {
+        warn!(removed, "discarded partial transfers left by an earlier run");
+    }
+    let options = SocketOptions { recv_buffer: config.socket.recv_buffer, send_buffer: 0 };
+    let (socket, buffers) = bind_receiver(config.listen, &options)
+        .with_context(|| format!("binding UDP {}", config.listen))?;
+    if let Some(advice) = buffers.advice() {
+        warn!("{advice}");
+    }
+    socket.set_read_timeout(Some(TICK)).context("setting the socket read timeout")?;
+    let local_addr = socket.local_addr().context("reading the bound address")?;
+    info!(listen = %local_addr, keys = trust.keys().len(), state = %store.root().display(),
+        "receiver listening");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(Mutex::new(DaemonStats::default()));
+    let mut driver = Driver::new(config, trust, store, stats.clone());
+    let flag = stop.clone();
+    let net = thread::Builder::new()
+        .name("sluice-net".into())
+        .spawn(move || driver.run(&socket, &flag))
+        .context("starting the receive thread")?;
+    Ok(DaemonHandle { local_addr, stop, stats, net: Some(net) })
+}
+
+impl DaemonHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn stats(&self) -> DaemonStats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// True while the receive thread runs.
+    pub fn is_running(&self) -> bool {
+        self.net.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Asks the threads to stop and waits for bundles being verified.
+    pub fn stop(mut self) -> DaemonStats {
+        self.shutdown();
+        self.stats()
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(net) = self.net.take() {
+            let _ = net.join();
+        }
+    }
+}
+
+impl Drop for DaemonHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A transfer whose envelope verified and whose payload is being spooled.
+struct Spooling {
+    verified: VerifiedManifest,
+    spool: SpoolFile,
+    stream: StreamId,
+    started: Instant,
+}
+
+struct Driver {
+    core: Reassembler,
+    trust: TrustStore,
+    store: Store,
+    max_bundle_bytes: u64,
+    spooling: HashMap<TransferId, Spooling>,
+    finalizer: Option<mpsc::Sender<Finished>>,
+    finalizer_thread: Option<thread::JoinHandle<()>>,
+    stats: Arc<Mutex<DaemonStats>>,
+    next_timer: Option<Instant>,
+}
+
+impl Driver {
+    fn new(
+        config: &ReceiverConfig,
+        trust: TrustStore,
+        store: Store,
+        stats: Arc<Mutex<DaemonStats>>,
+    ) -> Self {
+        Self {
+            core: Reassembler::new(config.reassembly()),
+            trust,
+            store,
+            max_bundle_bytes: config.limits.max_bundle_bytes,
+            spooling: HashMap::new(),
+            finalizer: None,
+            finalizer_thread: None,
+            stats,
+            next_timer: None,
+        }
+    }
+
+    fn run(&mut self, socket: &UdpSocket, stop: &AtomicBool) {
+        self.start_finalizer();
+        let mut buf = vec![0u8; 65_536];
+        let mut errors = RateLimitedErrors::default();
+        while !stop.load(Ordering::SeqCst) {
+            match socket.recv(&mut buf) {
+                Ok(len) => self.on_datagram(buf.get(..len).unwrap_or(&[])),
+                Err(e) if is_timeout(&e) => {}
+                Err(e) => errors.record(&e),
+            }
+            self.run_timers();
+            self.drain_events();
+        }
+        self.stop_finalizer();
+        info!("receiver stopped");
+    }
+
+    fn on_datagram(&mut self, bytes: &[u8]) {
+        let result = self.core.handle_datagram(Instant::now(), bytes);
+        self.with_stats(|s| {
+            s.datagrams += 1;
+            s.dropped += u64::from(result.is_err());
+        });
+        if let Err(reason) = result {
+            debug!(%reason, "datagram dropped");
+        }
+    }
+
+    fn run_timers(&mut self) {
+        let now = Instant::now();
+        if self.next_timer.is_some_and(|at| at <= now) {
+            self.core.handle_timeout(now);
+        }
+        self.next_timer = self.core.poll_timeout();
+    }
+
+    fn drain_events(&mut self) {
+        while let Some(event) = self.core.poll_event() {
+            match event {
+                Event::Envelope { transfer, stream, envelope } => {
+                    self.on_envelope(transfer, stream, &envelope);
+                }
+                Event::Block { transfer, offset, data } => self.on_block(transfer, offset, &data),
+                Event::Complete { transfer, stats } => self.on_complete(transfer, &stats),
+                Event::Failed { transfer, reason, stats } => self.on_failed(transfer, &reason, &stats),
+            }
+        }
+    }
+
+    fn on_envelope(&mut self, transfer: TransferId, stream: StreamId, envelope: &[u8]) {
+        let verified = match self.trust.verify_envelope(envelope, unix_now()) {
+            Ok(verified) => verified,
+            Err(error) => {
+                self.core.refuse(transfer);
+                let code = verify_code(&error);
+                let reason = format!("signature check failed: {error}");
+                error!(%transfer, %stream, code, "transfer rejected: {reason}");
+                self.reject(Rejection::unauthenticated(transfer.to_string(), code, reason, unix_now()), None);
+                return;
+            }
+        };
+        let manifest = &verified.manifest;
+        let (bundle, length) = (manifest.bundle_id, manifest.payload.length);
+        if length > self.max_bundle_bytes {
+            self.core.refuse(transfer);
+            let reason = format!(
+                "payload of {length} bytes is over the configured max_bundle_bytes of {}",
+                self.max_bundle_bytes
+            );
+            error!(%transfer, %bundle, "bundle rejected: {reason}");
+            let at = unix_now();
+            self.reject(Rejection::signed(&verified, transfer.to_string(), "too-large", reason, at), None);
+            return;
+        }
+        if self.store.contains(&bundle) {
+            self.core.refuse(transfer);
+            info!(%transfer, %bundle, "bundle already in quarantine; ignoring this copy");
+            return;
+        }
+        match self.store.create_spool(transfer, envelope) {
+            Ok(spool) => {
+                info!(%transfer, %bundle, kind = %manifest.kind, signer = %verified.signer,
+                    subject = %manifest.subject.digest, bytes = length, "manifest verified, receiving");
+                let started = Instant::now();
+                self.spooling.insert(transfer, Spooling { verified, spool, stream, started });
+                self.core.accept(transfer, length);
+            }
+            Err(error) => {
+                self.core.refuse(transfer);
+                error!(%transfer, %bundle, "cannot spool the bundle: {error}");
+            }
+        }
+    }
+
+    fn on_block(&mut self, transfer: TransferId, offset: u64, data: &[u8]) {
+        let Some(entry) = self.spooling.get(&transfer) else {
+            return;
+        };
+        if let Err(error) = entry.spool.write_payload(offset, data) {
+            error!(%transfer, "spool write failed, abandoning the transfer: {error}");
+            self.core.refuse(transfer);
+            if let Some(entry) = self.spooling.remove(&transfer) {
+                entry.spool.discard();
+            }
+        }
+    }
+
+    fn on_complete(&mut self, transfer: TransferId, stats: &TransferStats) {
+        let Some(entry) = self.spooling.remove(&transfer) else {
+            return;
+        };
+        self.with_stats(|s| {
+            s.blocks_rebuilt += stats.blocks_rebuilt;
+            s.shards_rebuilt += stats.shards_rebuilt;
+        });
+        let seconds = entry.started.elapsed().as_secs_f64();
+        let record = TransferRecord::new(transfer.to_string(), entry.stream.0, stats, seconds);
+        let job = Finished { verified: entry.verified, spool: entry.spool, transfer: record };
+        if let Some(finalizer) = &self.finalizer
+            && let Err(mpsc::SendError(job)) = finalizer.send(job)
+        {
+            error!(%transfer, "finalizer is gone; discarding the bundle");
+            job.spool.discard();
+        }
+    }
+
+    fn on_failed(&mut self, transfer: TransferId, reason: &FailReason, stats: &TransferStats) {
+        let code = fail_code(reason);
+        let at = unix_now();
+        let text = reason.to_string();
+        let rejection = match self.spooling.remove(&transfer) {
+            Some(entry) => {
+                entry.spool.discard();
+                let bundle = entry.verified.manifest.bundle_id;
+                error!(%transfer, %bundle, code, datagrams = stats.datagrams, "transfer failed: {text}");
+                Rejection::signed(&entry.verified, transfer.to_string(), code, text, at)
+            }
+            None => {
+                warn!(%transfer, code, datagrams = stats.datagrams, "transfer failed: {text}");
+                Rejection::unauthenticated(transfer.to_string(), code, text, at)
+            }
+        };
+        self.reject(rejection, None);
+    }
+
+    fn reject(&self, rejection: Rejection, spool: Option<SpoolFile>) {
+        self.with_stats(|s| s.rejected += 1);
+        if let Err(error) = self.store.reject(&rejection, spool) {
+            error!(id = %rejection.id, "cannot record the rejection: {error}");
+        }
+    }
+
+    fn start_finalizer(&mut self) {
+        let (tx, rx) = mpsc::channel::<Finished>();
+        let store = self.store.clone();
+        let stats = self.stats.clone();
+        let spawned = thread::Builder::new().name("sluice-verify".into()).spawn(move || {
+            for job in rx {
+                let quarantined = finalize(&store, job);
+                if let Ok(mut s) = stats.lock() {
+                    s.quarantined += u64::from(quarantined);
+                    s.rejected += u64::from(!quarantined);
+                }
+            }
+        });
+        match spawned {
+            Ok(handle) => {
+                self.finalizer = Some(tx);
+                self.finalizer_thread = Some(handle);
+            }
+            Err(error) => error!("cannot start the verification thread: {error}"),
+        }
+    }
+
+    fn stop_finalizer(&mut self) {
+        self.finalizer = None;
+        if let Some(thread) = self.finalizer_thread.take() {
+            let _ = thread.join();
+        }
+        for (_, entry) in self.spooling.drain() {
+            entry.spool.discard();
+        }
+    }
+
+    fn with_stats(&self, update: impl FnOnce(&mut DaemonStats)) {
+        if let Ok(mut stats) = self.stats.lock() {
+            update(&mut stats);
+        }
+    }
+}
+
+/// Logs socket errors at most once a second, with the count suppressed.
+#[derive(Default)]
+struct RateLimitedErrors {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimitedErrors {
+    fn record(&mut self, error: &std::io::Error) {
+        let now = Instant::now();
+        if self.last.is_some_and(|at| now.duration_since(at) < Duration::from_secs(1)) {
+            self.suppressed += 1;
+            return;
+        }
+        warn!(suppressed = self.suppressed, "receive error: {error}");
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+
+fn is_timeout(error: &std::io::Error) -> bool {
+    matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+}
+
+fn verify_code(error: &sluice_protocol::trust::VerifyError) -> &'static str {
+    use sluice_protocol::trust::VerifyError as E;
+    match error {
+        E::Malformed(_) => "malformed-envelope",
+        E::NoTrustedKeyVerifies => "bad-signature",
+        E::ManifestDecode(_) => "malformed-manifest",
+        E::SignerMismatch { .. } => "signer-mismatch",
+        E::WrongRole { .. } => "wrong-role",
+        E::UnsupportedVersion { .. } => "unsupported-version",
+        E::Limits(_) => "manifest-limits",
+    }
+}
+
+fn fail_code(reason: &FailReason) -> &'static str {
+    match reason {
+        FailReason::Incomplete { .. } => "unrecoverable",
+        FailReason::LengthMismatch { .. } => "length-mismatch",
+        FailReason::TooManyBlocks { .. } => "too-large",
+        FailReason::Evicted => "evicted",
+    }
+}
+
+/// Seconds since the Unix epoch by the receiver's clock.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

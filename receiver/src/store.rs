@@ -1,0 +1,303 @@
+//! The receiver's state directory: the spool for bundles in flight, the
+//! quarantine for verified bundles, and the record of rejections.
+//!
+//! ```text
+//!  state/
+//!  ├── spool/<transfer>.part            envelope + payload, written as blocks decode
+//!  ├── quarantine/<bundle-id>/
+//!  │   ├── bundle.sluice                 byte-identical to what the sender packed
+//!  │   └── record.json                   who signed it, what it covers, how it came
+//!  └── rejected/<time>-<id>/
+//!      ├── record.json                   the reason, and what was known
+//!      └── bundle.sluice                 only for bundles whose signature verified
+//! ```
+//!
+//! Every file that matters is written to a temporary name, fsynced, and
+//! renamed into place, and the directory is fsynced after; a crash leaves
+//! either the old state or the new one, never half a bundle in quarantine.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sluice_protocol::id::{BundleId, TransferId};
+
+use crate::record::{Record, Rejection};
+
+/// Rejection records kept for transfers whose signature never verified;
+/// older ones are pruned so unauthenticated traffic cannot fill the disk.
+pub const MAX_UNAUTHENTICATED_REJECTIONS: usize = 1000;
+
+/// Failures of the state directory, each naming the path involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: io::Error },
+    #[error("{path} holds an unreadable record: {reason}")]
+    BadRecord { path: PathBuf, reason: String },
+    #[error("no bundle {id} in quarantine")]
+    NotFound { id: String },
+}
+
+/// The state directory.
+#[derive(Clone, Debug)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// A bundle being received: the envelope is written, payload blocks land
+/// at their offsets as they are rebuilt.
+#[derive(Debug)]
+pub struct SpoolFile {
+    file: File,
+    path: PathBuf,
+    envelope_len: u64,
+}
+
+impl Store {
+    /// Opens (creating if needed) a state directory.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        for dir in ["spool", "quarantine", "rejected"] {
+            let path = root.join(dir);
+            fs::create_dir_all(&path).map_err(io_err("create", &path))?;
+        }
+        Ok(Self { root: root.to_owned() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+
+    /// Removes what a crash may have left half-done: spool files and
+    /// unfinished quarantine entries. Returns how many were removed.
+    // Limitation: partial transfers are discarded on restart rather than
+    // resumed, so a receiver restart costs the transfers in flight.
+    pub fn clean_leftovers(&self) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for entry in read_dir(&self.root.join("spool"))? {
+            fs::remove_file(&entry).map_err(io_err("remove", &entry))?;
+            removed += 1;
+        }
+        for entry in read_dir(&self.quarantine_dir())? {
+            if is_temporary(&entry) {
+                fs::remove_dir_all(&entry).map_err(io_err("remove", &entry))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Starts the spool file of a transfer whose envelope verified.
+    pub fn create_spool(
+        &self,
+        transfer: TransferId,
+        envelope: &[u8],
+    ) -> Result<SpoolFile, StoreError> {
+        let path = self.root.join("spool").join(format!("{transfer}.part"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(io_err("create", &path))?;
+        file.write_all_at(envelope, 0).map_err(io_err("write", &path))?;
+        Ok(SpoolFile { file, path, envelope_len: envelope.len() as u64 })
+    }
+
+    /// True if a bundle with this id is already in quarantine.
+    pub fn contains(&self, id: &BundleId) -> bool {
+        self.quarantine_dir().join(id.to_string()).is_dir()
+    }
+
+    /// Moves a verified bundle into quarantine with its record.
+    pub fn quarantine(&self, spool: SpoolFile, record: &Record) -> Result<PathBuf, StoreError> {
+        let id = record.bundle_id.clone();
+        let staging = self.quarantine_dir().join(format!(".tmp-{id}"));
+        let target = self.quarantine_dir().join(&id);
+        self.commit_dir(&staging, &target, Some(spool), record)?;
+        Ok(target)
+    }
+
+    /// Records a rejection; keeps the bytes only if their signer was trusted.
+    pub fn reject(
+        &self,
+        rejection: &Rejection,
+        spool: Option<SpoolFile>,
+    ) -> Result<PathBuf, StoreError> {
+        let rejected = self.root.join("rejected");
+        let name = format!("{}-{}", rejection.at, rejection.id);
+        let staging = rejected.join(format!(".tmp-{name}"));
+        let target = rejected.join(&name);
+        let authenticated = rejection.signer.is_some();
+        let spool = if authenticated { spool } else { discard(spool) };
+        self.commit_dir(&staging, &target, spool, rejection)?;
+        if !authenticated {
+            self.prune_unauthenticated()?;
+        }
+        Ok(target)
+    }
+
+    /// Every bundle in quarantine, oldest first.
+    pub fn list(&self) -> Result<Vec<Record>, StoreError> {
+        let mut records = self.read_records::<Record>(&self.quarantine_dir())?;
+        records.sort_by(|a, b| (a.received_at, &a.bundle_id).cmp(&(b.received_at, &b.bundle_id)));
+        Ok(records)
+    }
+
+    /// Every rejection on record, oldest first.
+    pub fn rejections(&self) -> Result<Vec<Rejection>, StoreError> {
+        let mut records = self.read_records::<Rejection>(&self.root.join("rejected"))?;
+        records.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+        Ok(records)
+    }
+
+    /// One quarantined bundle's record, by full id or unique prefix.
+    pub fn get(&self, id: &str) -> Result<Record, StoreError> {
+        let mut found = self.list()?.into_iter().filter(|r| r.bundle_id.starts_with(id));
+        match (found.next(), found.next()) {
+            (Some(record), None) if !id.is_empty() => Ok(record),
+            _ => Err(StoreError::NotFound { id: id.to_owned() }),
+        }
+    }
+
+    /// Path of a quarantined bundle file.
+    pub fn bundle_path(&self, record: &Record) -> PathBuf {
+        self.quarantine_dir().join(&record.bundle_id).join("bundle.sluice")
+    }
+
+    fn commit_dir<T: Serialize>(
+        &self,
+        staging: &Path,
+        target: &Path,
+        spool: Option<SpoolFile>,
+        record: &T,
+    ) -> Result<(), StoreError> {
+        if staging.exists() {
+            fs::remove_dir_all(staging).map_err(io_err("remove", staging))?;
+        }
+        fs::create_dir(staging).map_err(io_err("create", staging))?;
+        if let Some(spool) = spool {
+            let bundle = staging.join("bundle.sluice");
+            spool.file.sync_all().map_err(io_err("sync", &spool.path))?;
+            fs::rename(&spool.path, &bundle).map_err(io_err("move", &spool.path))?;
+        }
+        write_json_atomic(&staging.join("record.json"), record)?;
+        sync_dir(staging)?;
+        fs::rename(staging, target).map_err(io_err("rename", staging))?;
+        sync_dir(target.parent().unwrap_or(Path::new(".")))
+    }
+
+    fn prune_unauthenticated(&self) -> Result<(), StoreError> {
+        let mut unauthenticated: Vec<(u64, PathBuf)> = Vec::new();
+        let rejected = self.root.join("rejected");
+        for dir in read_dir(&rejected)?.into_iter().filter(|p| !is_temporary(p)) {
+            let record: Rejection = read_json(&dir.join("record.json"))?;
+            if record.signer.is_none() {
+                unauthenticated.push((record.at, dir));
+            }
+        }
+        unauthenticated.sort();
+        let excess = unauthenticated.len().saturating_sub(MAX_UNAUTHENTICATED_REJECTIONS);
+        for (_, dir) in unauthenticated.into_iter().take(excess) {
+            fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))?;
+        }
+        Ok(())
+    }
+
+    fn read_records<T: for<'de> Deserialize<'de>>(&self, dir: &Path) -> Result<Vec<T>, StoreError> {
+        read_dir(dir)?
+            .into_iter()
+            .filter(|p| !is_temporary(p) && p.is_dir())
+            .map(|p| read_json(&p.join("record.json")))
+            .collect()
+    }
+}
+
+impl SpoolFile {
+    /// Writes payload bytes at their offset within the payload.
+    pub fn write_payload(&self, offset: u64, data: &[u8]) -> Result<(), StoreError> {
+        let at = self.envelope_len + offset;
+        self.file.write_all_at(data, at).map_err(io_err("write", &self.path))
+    }
+
+    /// Sets the file to its final length, so a payload ending in zero bytes
+    /// (or empty) is still whole.
+    pub fn set_total_len(&self, payload_len: u64) -> Result<(), StoreError> {
+        let len = self.envelope_len + payload_len;
+        self.file.set_len(len).map_err(io_err("size", &self.path))
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn envelope_len(&self) -> u64 {
+        self.envelope_len
+    }
+
+    /// Deletes the spool file.
+    pub fn discard(self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+fn discard(spool: Option<SpoolFile>) -> Option<SpoolFile> {
+    if let Some(spool) = spool {
+        spool.discard();
+    }
+    None
+}
+
+/// Writes JSON to `path` with write, fsync, rename.
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    let tmp = path.with_extension("json.tmp");
+    let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
+    let text = serde_json::to_vec_pretty(value).map_err(|e| StoreError::BadRecord {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    file.write_all(&text).map_err(io_err("write", &tmp))?;
+    file.write_all(b"\n").map_err(io_err("write", &tmp))?;
+    file.sync_all().map_err(io_err("sync", &tmp))?;
+    fs::rename(&tmp, path).map_err(io_err("rename", &tmp))
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, StoreError> {
+    let text = fs::read(path).map_err(io_err("read", path))?;
+    serde_json::from_slice(&text)
+        .map_err(|e| StoreError::BadRecord { path: path.to_owned(), reason: e.to_string() })
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let entries = fs::read_dir(dir).map_err(io_err("list", dir))?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        paths.push(entry.map_err(io_err("list", dir))?.path());
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+fn is_temporary(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".tmp-"))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("sync", dir))
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.to_owned();
+    move |source| StoreError::Io { action, path, source }
+}
