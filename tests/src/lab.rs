@@ -46,3 +46,27 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+/// A built Sluice binary beside the running test or tool (cargo puts
+/// integration-test binaries in `target/<profile>/deps/`, the programs one
+/// level up).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join(name)
+}
+
+/// Waits until `path` contains `needle`, polling; false on timeout.
+pub fn wait_for_text(path: &Path, needle: &str, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if std::fs::read_to_string(path).is_ok_and(|text| text.contains(needle)) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}

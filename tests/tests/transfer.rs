@@ -1,0 +1,180 @@
+//! Bundles crossing the link end to end: real `sluice-send`, `sluice-diode`
+//! and `sluice-recv` processes over loopback UDP, checked byte for byte.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sluice_protocol::manifest::BundleKind;
+use sluice_sender::image::{Image, ImageError, ImageOptions};
+use sluice_tests::lab::{binary, fixtures_dir};
+use support::{Lab, id_of, pattern, read_manifest, run_ok, send, write_raw_bundle};
+
+/// Bytes of payload one FEC block carries with the sender's defaults.
+const BLOCK: usize = 128 * 1428;
+
+#[test]
+fn sample_image_and_reports_arrive_identical_and_linked() {
+    let mut lab = Lab::start(10);
+    let to = lab.diode(&["--seed", "1"]);
+    let (image, report) = lab.pack_samples();
+    send(to, &[&image, &report]);
+
+    let ids = [id_of(&image), id_of(&report)];
+    let records = lab.wait_quarantined(&ids);
+    assert_identical(&lab, &image);
+    assert_identical(&lab, &report);
+    assert_eq!(records[0].kind, BundleKind::Image);
+    assert_eq!(records[1].subject_digest, records[0].subject_digest);
+
+    let list = run_ok(Command::new(binary("sluice-recv")).args(["list", "--json", "--state"]).arg(&lab.state));
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let image_entry = list.as_array().unwrap().iter().find(|e| e["kind"] == "image").unwrap();
+    assert_eq!(image_entry["related"], serde_json::json!([ids[1]]));
+    assert_eq!(image_entry["signer"].as_str().unwrap().len(), 16);
+}
+
+#[test]
+fn fixture_images_arrive_identical_without_loss() {
+    let Some(fixtures) = fixtures_dir() else {
+        eprintln!("skipped: ../shared/fixtures not found (set SLUICE_FIXTURES to run this)");
+        return;
+    };
+    cross_every_fixture_image(&fixtures, &["--seed", "2"]);
+}
+
+#[test]
+fn fixture_images_survive_loss_reordering_and_duplication() {
+    let Some(fixtures) = fixtures_dir() else {
+        eprintln!("skipped: ../shared/fixtures not found (set SLUICE_FIXTURES to run this)");
+        return;
+    };
+    let flags = ["--loss", "5%", "--reorder", "2%", "--duplicate", "2%", "--seed", "3"];
+    cross_every_fixture_image(&fixtures, &flags);
+}
+
+#[test]
+fn loss_beyond_parity_is_reported_and_the_next_transfer_succeeds() {
+    let mut lab = Lab::start(2);
+    let lossy = lab.diode(&["--loss", "60%", "--seed", "4"]);
+    let clean = lab.diode(&["--seed", "5"]);
+    let (image, report) = lab.pack_samples();
+
+    send(lossy, &[&image]);
+    let rejected = lab.wait_rejections(1);
+    assert_eq!(rejected[0].code, "unrecoverable", "{rejected:#?}");
+    assert!(rejected[0].reason.contains("unrecoverable"), "{}", rejected[0].reason);
+    assert!(lab.quarantined().is_empty());
+
+    send(clean, &[&report]);
+    lab.wait_quarantined(&[id_of(&report)]);
+    assert_identical(&lab, &report);
+    assert!(lab.receiver_alive());
+}
+
+#[test]
+fn edge_sized_payloads_arrive_intact() {
+    let mut lab = Lab::start(10);
+    let to = lab.diode(&["--loss", "3%", "--seed", "6"]);
+    let sizes = [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK];
+    let bundles: Vec<PathBuf> = sizes
+        .iter()
+        .map(|&size| {
+            let path = lab.path(&format!("edge-{size}.sluice"));
+            write_raw_bundle(&lab.image_key, &pattern(size), &path);
+            path
+        })
+        .collect();
+    let refs: Vec<&Path> = bundles.iter().map(PathBuf::as_path).collect();
+    send(to, &refs);
+
+    let ids: Vec<String> = bundles.iter().map(|b| id_of(b)).collect();
+    let records = lab.wait_quarantined(&ids);
+    for (bundle, record) in bundles.iter().zip(&records) {
+        assert_identical(&lab, bundle);
+        assert_eq!(record.payload_len, read_manifest(bundle).payload.length);
+    }
+}
+
+fn cross_every_fixture_image(fixtures: &Path, diode_flags: &[&str]) {
+    let mut lab = Lab::start(10);
+    let to = lab.diode(diode_flags);
+    let reports = fixture_reports(fixtures);
+    let mut bundles = Vec::new();
+    for (n, (input, reference)) in well_formed_images(fixtures).iter().enumerate() {
+        let image = lab.path(&format!("image-{n}.sluice"));
+        let manifest = lab.pack_image(input, reference.as_deref(), &image);
+        let report = lab.path(&format!("report-{n}.sluice"));
+        lab.pack_report(&manifest.subject.digest.to_string(), &reports, &report);
+        bundles.push(image);
+        bundles.push(report);
+    }
+    assert!(bundles.len() >= 24, "expected every fixture image, found {}", bundles.len() / 2);
+    let refs: Vec<&Path> = bundles.iter().map(PathBuf::as_path).collect();
+    send(to, &refs);
+
+    let ids: Vec<String> = bundles.iter().map(|b| id_of(b)).collect();
+    lab.wait_quarantined(&ids);
+    for bundle in &bundles {
+        assert_identical(&lab, bundle);
+    }
+}
+
+/// Every image fixture a user could produce, with a ref where the input
+/// holds several images. The one malformed archive is left out.
+fn well_formed_images(fixtures: &Path) -> Vec<(PathBuf, Option<String>)> {
+    let images = fixtures.join("images");
+    let mut inputs: Vec<PathBuf> = Vec::new();
+    for kind in ["docker-archive", "oci-layout", "oci-archive"] {
+        for entry in fs::read_dir(images.join(kind)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let is_image = path.is_dir() || name.ends_with(".tar");
+            if is_image && name != "gcr-null-manifest.tar" {
+                inputs.push(path);
+            }
+        }
+    }
+    inputs.sort();
+    inputs.into_iter().filter_map(|path| with_reference(path)).collect()
+}
+
+/// The input with the ref to pack it by, or nothing if the input is one of
+/// the fixtures that is deliberately inconsistent.
+fn with_reference(path: PathBuf) -> Option<(PathBuf, Option<String>)> {
+    match Image::open(&path, &ImageOptions::default()) {
+        Ok(_) => Some((path, None)),
+        Err(ImageError::ChooseRef { available }) => {
+            let usable = available.iter().find(|r| {
+                let options = ImageOptions { reference: Some((*r).clone()) };
+                Image::open(&path, &options).is_ok()
+            });
+            usable.map(|r| (path, Some(r.clone())))
+        }
+        Err(error) => panic!("{} should pack: {error}", path.display()),
+    }
+}
+
+fn fixture_reports(fixtures: &Path) -> Vec<PathBuf> {
+    let reports = fixtures.join("reports");
+    [
+        "cyclonedx/trivy-centos-7.cdx.json",
+        "spdx/trivy-centos-7.spdx.json",
+        "trivy/trivy-centos-7.json",
+        "grype/grype-image.json",
+        "sarif/trivy-alpine-310.sarif",
+        "junit/pytest-xunit.xml",
+        "intoto-slsa/gcb-v0.3-container-provenance.json",
+    ]
+    .iter()
+    .map(|p| reports.join(p))
+    .collect()
+}
+
+fn assert_identical(lab: &Lab, bundle: &Path) {
+    let original = fs::read(bundle).unwrap();
+    let received = lab.quarantined_bytes(&id_of(bundle));
+    assert!(original == received, "{} differs after crossing the link", bundle.display());
+}
