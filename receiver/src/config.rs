@@ -171,6 +171,17 @@ mod tests {
     }
 
     #[test]
+    fn shipped_examples_parse() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let config = ReceiverConfig::load(&examples.join("receiver.toml")).unwrap();
+        assert_eq!(config.listen.port(), DEFAULT_PORT);
+        assert_eq!(config.limits.max_unverified, 8);
+        let trust = std::fs::read_to_string(examples.join("trust.toml")).unwrap();
+        let store = sluice_protocol::trust::TrustStore::from_toml(&trust).unwrap();
+        assert_eq!(store.keys().len(), 2);
+    }
+
+    #[test]
     fn zero_limits_are_refused() {
         let text = "state_dir = \"/s\"\ntrust = \"/t\"\n[limits]\nmax_transfers = 0\n";
         let err = parse(text).unwrap_err();

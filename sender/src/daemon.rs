@@ -122,8 +122,8 @@ pub fn load_config(path: &Path) -> anyhow::Result<DaemonConfig> {
     Ok(config)
 }
 
-/// Runs the daemon loop; with `once`, makes two scans (so stable inputs are
-/// taken) and returns.
+/// Runs the daemon loop; with `once`, scans until nothing is left waiting
+/// (every input packed and every bundle sent) and returns.
 pub fn run_daemon(config: &DaemonConfig, stop: &AtomicBool, once: bool) -> anyhow::Result<()> {
     let mut streams = config.streams.iter().map(Stream::open).collect::<anyhow::Result<Vec<_>>>()?;
     warn_on_shared_duties(&streams);
@@ -132,13 +132,12 @@ pub fn run_daemon(config: &DaemonConfig, stop: &AtomicBool, once: bool) -> anyho
     info!(%to, streams = streams.len(), "sender daemon started");
 
     let poll = Duration::from_secs(config.poll_secs.max(1));
-    let mut scans = 0u32;
     while !stop.load(Ordering::SeqCst) {
+        let mut busy = false;
         for stream in &mut streams {
-            stream.scan(&mut sender);
+            busy |= stream.scan(&mut sender);
         }
-        scans += 1;
-        if once && scans >= 2 {
+        if once && !busy {
             break;
         }
         sleep_unless_stopped(if once { Duration::from_millis(200) } else { poll }, stop);
@@ -163,14 +162,16 @@ impl Stream {
         Ok(Self { kind: config.kind, key, dirs, seen: HashMap::new() })
     }
 
-    /// One pass: pack stable inbox entries, then send everything in the outbox.
-    fn scan(&mut self, sender: &mut Sender) {
+    /// One pass: pack stable inbox entries, then send stable outbox
+    /// bundles. Returns true if anything is still waiting.
+    fn scan(&mut self, sender: &mut Sender) -> bool {
         for entry in self.stable_entries(&self.dirs.inbox.clone()) {
             self.pack(&entry);
         }
         for bundle in self.stable_entries(&self.dirs.outbox.clone()) {
             self.send(sender, &bundle);
         }
+        !(candidates(&self.dirs.inbox).is_empty() && candidates(&self.dirs.outbox).is_empty())
     }
 
     /// Entries of `dir` that looked the same on the previous scan.
@@ -368,6 +369,16 @@ mod tests {
         }
         let names: Vec<String> = candidates(dir.path()).iter().map(|p| file_name(p)).collect();
         assert_eq!(names, vec!["a.tar"]);
+    }
+
+    #[test]
+    fn shipped_examples_keep_one_role_per_daemon() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        for (file, role) in [("sender-image.toml", Role::Image), ("sender-report.toml", Role::Report)] {
+            let config = load_config(&examples.join(file)).unwrap();
+            assert_eq!(config.streams.len(), 1, "{file}");
+            assert_eq!(config.streams[0].kind, role, "{file}");
+        }
     }
 
     #[test]

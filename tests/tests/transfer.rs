@@ -178,3 +178,50 @@ fn assert_identical(lab: &Lab, bundle: &Path) {
     let received = lab.quarantined_bytes(&id_of(bundle));
     assert!(original == received, "{} differs after crossing the link", bundle.display());
 }
+
+#[test]
+fn sender_daemon_packs_and_sends_what_lands_in_its_inboxes() {
+    let mut lab = Lab::start(10);
+    let to = lab.diode(&["--loss", "2%", "--seed", "7"]);
+    let root = lab.path("spool");
+    let samples = sluice_tests::lab::samples_dir();
+    let image_inbox = root.join("image/inbox");
+    fs::create_dir_all(&image_inbox).unwrap();
+    fs::copy(samples.join("images/busybox-1.35.0.docker.tar"), image_inbox.join("busybox.tar"))
+        .unwrap();
+    let subject = "d656793d4df48fc01586efc1ac319a4b6e87d0ae6e26013f53f776fc997d4d04";
+    let report_set = root.join("report/inbox").join(format!("sha256-{subject}"));
+    fs::create_dir_all(&report_set).unwrap();
+    for entry in fs::read_dir(samples.join("reports")).unwrap() {
+        let path = entry.unwrap().path();
+        fs::copy(&path, report_set.join(path.file_name().unwrap())).unwrap();
+    }
+    let config = lab.path("sender.toml");
+    fs::write(&config, daemon_config(to, &lab, &root)).unwrap();
+
+    run_ok(Command::new(binary("sluice-send")).args(["run", "--once", "--config"]).arg(&config));
+
+    let sent: Vec<PathBuf> = ["image", "report"]
+        .iter()
+        .flat_map(|s| fs::read_dir(root.join(s).join("sent")).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sluice"))
+        .collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let ids: Vec<String> = sent.iter().map(|p| id_of(p)).collect();
+    let records = lab.wait_quarantined(&ids);
+    assert!(records.iter().all(|r| r.subject_digest == format!("sha256:{subject}")));
+    assert!(fs::read_dir(&image_inbox).unwrap().next().is_none(), "the inbox is emptied");
+}
+
+fn daemon_config(to: std::net::SocketAddr, lab: &Lab, root: &Path) -> String {
+    format!(
+        "to = \"{to}\"\n[link]\nrate = \"200M\"\n\n\
+         [[stream]]\nkind = \"image\"\nkey = \"{}\"\ndir = \"{}\"\n\n\
+         [[stream]]\nkind = \"report\"\nkey = \"{}\"\ndir = \"{}\"\n",
+        lab.image_key.display(),
+        root.join("image").display(),
+        lab.report_key.display(),
+        root.join("report").display()
+    )
+}
