@@ -47,7 +47,10 @@ impl Encoder {
     pub fn parity(&mut self, block: &[u8], out: &mut Vec<u8>) -> Result<(), FecError> {
         let expected = block_len(self.params);
         if block.len() != expected {
-            return Err(FecError::BlockSize { expected, got: block.len() });
+            return Err(FecError::BlockSize {
+                expected,
+                got: block.len(),
+            });
         }
         for shard in block.chunks_exact(usize::from(self.params.shard_len)) {
             self.codec.add_original_shard(shard)?;
@@ -80,7 +83,10 @@ impl Decoder {
         let len = usize::from(self.params.shard_len);
         let expected = block_len(self.params);
         if out.len() != expected {
-            return Err(FecError::BlockSize { expected, got: out.len() });
+            return Err(FecError::BlockSize {
+                expected,
+                got: out.len(),
+            });
         }
         let have = shards.iter().flatten().count();
         if have < data {
@@ -98,7 +104,12 @@ impl Decoder {
                 self.codec.add_original_shard(index, shard)?;
             }
         }
-        for (index, shard) in recovery.iter().enumerate().filter_map(|(i, s)| Some((i, (*s)?))).take(missing) {
+        for (index, shard) in recovery
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i, (*s)?)))
+            .take(missing)
+        {
             self.codec.add_recovery_shard(index, shard)?;
         }
         let result = self.codec.decode()?;
@@ -114,13 +125,17 @@ impl Decoder {
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Encoder").field("params", &self.params).finish()
+        f.debug_struct("Encoder")
+            .field("params", &self.params)
+            .finish()
     }
 }
 
 impl std::fmt::Debug for Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Decoder").field("params", &self.params).finish()
+        f.debug_struct("Decoder")
+            .field("params", &self.params)
+            .finish()
     }
 }
 
@@ -128,7 +143,11 @@ fn new_codec<C>(
     params: FecParams,
     make: fn(usize, usize, usize) -> Result<C, reed_solomon_simd::Error>,
 ) -> Result<C, FecError> {
-    let FecParams { data, parity, shard_len } = params;
+    let FecParams {
+        data,
+        parity,
+        shard_len,
+    } = params;
     if !supports(data, parity) {
         return Err(FecError::Unsupported { data, parity });
     }
@@ -152,7 +171,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const PARAMS: FecParams = FecParams { data: 8, parity: 4, shard_len: 16 };
+    const PARAMS: FecParams = FecParams {
+        data: 8,
+        parity: 4,
+        shard_len: 16,
+    };
 
     fn block() -> Vec<u8> {
         (0..128u32).map(|i| (i * 7 + 3) as u8).collect()
@@ -160,8 +183,15 @@ mod tests {
 
     fn shards_of(block: &[u8]) -> Vec<Vec<u8>> {
         let mut parity = Vec::new();
-        Encoder::new(PARAMS).unwrap().parity(block, &mut parity).unwrap();
-        block.chunks(16).chain(parity.chunks(16)).map(<[u8]>::to_vec).collect()
+        Encoder::new(PARAMS)
+            .unwrap()
+            .parity(block, &mut parity)
+            .unwrap();
+        block
+            .chunks(16)
+            .chain(parity.chunks(16))
+            .map(<[u8]>::to_vec)
+            .collect()
     }
 
     fn rebuild_without(lost: &[usize]) -> Result<(Vec<u8>, u16), FecError> {
@@ -199,8 +229,17 @@ mod tests {
     #[test]
     fn refuses_wrong_block_size() {
         let mut out = Vec::new();
-        let err = Encoder::new(PARAMS).unwrap().parity(&[0; 10], &mut out).unwrap_err();
-        assert!(matches!(err, FecError::BlockSize { expected: 128, got: 10 }));
+        let err = Encoder::new(PARAMS)
+            .unwrap()
+            .parity(&[0; 10], &mut out)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            FecError::BlockSize {
+                expected: 128,
+                got: 10
+            }
+        ));
     }
 
     #[test]

@@ -148,7 +148,11 @@ pub enum FrameError {
     #[error("checksum mismatch")]
     Checksum,
     #[error("FEC parameters out of range (data {data}, parity {parity}, shard {shard_len})")]
-    BadFecParams { data: u16, parity: u16, shard_len: u16 },
+    BadFecParams {
+        data: u16,
+        parity: u16,
+        shard_len: u16,
+    },
     #[error("shard index {shard} is past the {total} shards of a block")]
     ShardOutOfRange { shard: u16, total: u16 },
 }
@@ -173,7 +177,10 @@ impl<'a> Datagram<'a> {
 
         let declared = usize::from(be_u16(head, field::BODY_LEN));
         if declared != body.len() || declared != usize::from(header.fec.shard_len) {
-            return Err(FrameError::BodyLength { declared, actual: body.len() });
+            return Err(FrameError::BodyLength {
+                declared,
+                actual: body.len(),
+            });
         }
         Ok(Self { header, body })
     }
@@ -221,13 +228,21 @@ pub fn emit(header: &Header, body: &[u8], out: &mut [u8]) -> usize {
 /// and one parity shard, a combination the codec handles, and an even,
 /// non-zero shard size.
 pub fn check_fec_params(fec: FecParams) -> Result<FecParams, FrameError> {
-    let FecParams { data, parity, shard_len } = fec;
+    let FecParams {
+        data,
+        parity,
+        shard_len,
+    } = fec;
     let codec_ok = crate::fec::supports(data, parity);
     let shard_ok = shard_len >= 2 && shard_len % 2 == 0;
     if codec_ok && shard_ok {
         Ok(fec)
     } else {
-        Err(FrameError::BadFecParams { data, parity, shard_len })
+        Err(FrameError::BadFecParams {
+            data,
+            parity,
+            shard_len,
+        })
     }
 }
 
@@ -236,10 +251,14 @@ fn check_fixed_fields(head: &[u8; HEADER_LEN]) -> Result<(), FrameError> {
         return Err(FrameError::BadMagic);
     }
     if head[field::VERSION] != VERSION {
-        return Err(FrameError::UnsupportedVersion { got: head[field::VERSION] });
+        return Err(FrameError::UnsupportedVersion {
+            got: head[field::VERSION],
+        });
     }
     if head[field::FEC] != FEC_REED_SOLOMON_16 {
-        return Err(FrameError::UnknownFec { got: head[field::FEC] });
+        return Err(FrameError::UnknownFec {
+            got: head[field::FEC],
+        });
     }
     if head[field::FLAGS] != 0 || head[field::RESERVED] != [0, 0] {
         return Err(FrameError::ReservedSet);
@@ -313,7 +332,11 @@ mod tests {
             object_len: 1_000_000,
             index: 7,
             shard: ShardIndex(3),
-            fec: FecParams { data: 4, parity: 2, shard_len: 8 },
+            fec: FecParams {
+                data: 4,
+                parity: 2,
+                shard_len: 8,
+            },
         }
     }
 
@@ -350,7 +373,10 @@ mod tests {
             Datagram::parse(&VECTOR[..43]).unwrap_err(),
             FrameError::TooShort { len: 43 }
         );
-        assert_eq!(Datagram::parse(&[]).unwrap_err(), FrameError::TooShort { len: 0 });
+        assert_eq!(
+            Datagram::parse(&[]).unwrap_err(),
+            FrameError::TooShort { len: 0 }
+        );
     }
 
     #[test]
@@ -364,7 +390,10 @@ mod tests {
         for bit in 0..VECTOR.len() * 8 {
             let mut bytes = VECTOR;
             bytes[bit / 8] ^= 1 << (bit % 8);
-            assert!(Datagram::parse(&bytes).is_err(), "bit {bit} flip went unnoticed");
+            assert!(
+                Datagram::parse(&bytes).is_err(),
+                "bit {bit} flip went unnoticed"
+            );
         }
     }
 
@@ -390,7 +419,11 @@ mod tests {
 
     #[test]
     fn block_count_rounds_up() {
-        let fec = FecParams { data: 4, parity: 2, shard_len: 8 };
+        let fec = FecParams {
+            data: 4,
+            parity: 2,
+            shard_len: 8,
+        };
         assert_eq!(fec.block_count(0), 0);
         assert_eq!(fec.block_count(1), 1);
         assert_eq!(fec.block_count(32), 1);

@@ -62,13 +62,28 @@ impl Default for ReassemblyConfig {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
     /// The whole envelope arrived: verify it, then call `accept` or `refuse`.
-    Envelope { transfer: TransferId, stream: StreamId, envelope: Vec<u8> },
+    Envelope {
+        transfer: TransferId,
+        stream: StreamId,
+        envelope: Vec<u8>,
+    },
     /// Payload bytes at `offset`, rebuilt and trimmed to the signed length.
-    Block { transfer: TransferId, offset: u64, data: Vec<u8> },
+    Block {
+        transfer: TransferId,
+        offset: u64,
+        data: Vec<u8>,
+    },
     /// Every block of the signed payload has been delivered.
-    Complete { transfer: TransferId, stats: TransferStats },
+    Complete {
+        transfer: TransferId,
+        stats: TransferStats,
+    },
     /// The transfer ended without its payload; its state is gone.
-    Failed { transfer: TransferId, reason: FailReason, stats: TransferStats },
+    Failed {
+        transfer: TransferId,
+        reason: FailReason,
+        stats: TransferStats,
+    },
 }
 
 /// Why a transfer ended without a payload.
@@ -76,7 +91,12 @@ pub enum Event {
 pub enum FailReason {
     /// Went idle with blocks (or the envelope) still missing: the loss was
     /// more than the parity could repair.
-    Incomplete { missing_blocks: u64, block_count: u64, first_missing: Vec<u64>, envelope: bool },
+    Incomplete {
+        missing_blocks: u64,
+        block_count: u64,
+        first_missing: Vec<u64>,
+        envelope: bool,
+    },
     /// Shards announce a payload length other than the signed one.
     LengthMismatch { signed: u64, announced: u64 },
     /// The signed payload needs more blocks than the wire can number.
@@ -108,7 +128,9 @@ pub enum Drop {
     /// FEC parameters differ from the ones this transfer started with.
     ParamsMismatch,
     /// Envelope length is zero or over the configured maximum.
-    EnvelopeTooLarge { len: u64 },
+    EnvelopeTooLarge {
+        len: u64,
+    },
     /// Announce fragment whose index or length disagrees with the transfer.
     BadFragment,
     /// Shard past the signed payload.
@@ -311,7 +333,11 @@ impl Reassembler {
             return Ok(());
         };
         for (offset, data) in transfer.take_ready_blocks() {
-            self.events.push_back(Event::Block { transfer: id, offset, data });
+            self.events.push_back(Event::Block {
+                transfer: id,
+                offset,
+                data,
+            });
         }
         let complete = transfer.is_complete();
         let result = match outcome {
@@ -332,7 +358,10 @@ impl Reassembler {
         if let Some(transfer) = self.transfers.remove(&id) {
             self.finished.insert(id, self.config.finished_memory);
             let stats = transfer.stats;
-            self.events.push_back(Event::Complete { transfer: id, stats });
+            self.events.push_back(Event::Complete {
+                transfer: id,
+                stats,
+            });
         }
     }
 
@@ -340,7 +369,11 @@ impl Reassembler {
         if let Some(transfer) = self.transfers.remove(&id) {
             self.finished.insert(id, self.config.finished_memory);
             let stats = transfer.stats;
-            self.events.push_back(Event::Failed { transfer: id, reason, stats });
+            self.events.push_back(Event::Failed {
+                transfer: id,
+                reason,
+                stats,
+            });
         }
     }
 }
@@ -404,7 +437,11 @@ impl Transfer {
             let envelope = std::mem::take(&mut fragments.bytes);
             self.stage = Stage::Verifying;
             let (transfer, stream) = (header.transfer, self.stream);
-            events.push_back(Event::Envelope { transfer, stream, envelope });
+            events.push_back(Event::Envelope {
+                transfer,
+                stream,
+                envelope,
+            });
         }
         Outcome::Continue
     }
@@ -430,7 +467,12 @@ impl Transfer {
         }
     }
 
-    fn buffer_unverified(&mut self, header: &Header, body: &[u8], config: &ReassemblyConfig) -> Outcome {
+    fn buffer_unverified(
+        &mut self,
+        header: &Header,
+        body: &[u8],
+        config: &ReassemblyConfig,
+    ) -> Outcome {
         if let Some(announced) = self.announced_len
             && announced != header.object_len
         {
@@ -447,10 +489,15 @@ impl Transfer {
 
     fn store_shard(&mut self, header: &Header, body: &[u8], config: &ReassemblyConfig) {
         let total = usize::from(self.fec.shards_per_block());
-        if !self.pending.contains_key(&header.index) && self.pending.len() >= config.max_pending_blocks {
+        if !self.pending.contains_key(&header.index)
+            && self.pending.len() >= config.max_pending_blocks
+        {
             self.give_up_oldest_block();
         }
-        let block = self.pending.entry(header.index).or_insert_with(|| Block::new(total));
+        let block = self
+            .pending
+            .entry(header.index)
+            .or_insert_with(|| Block::new(total));
         let Some(slot) = block.shards.get_mut(usize::from(header.shard.0)) else {
             return;
         };
@@ -475,7 +522,10 @@ impl Transfer {
             return Outcome::Continue;
         }
         if let Some(announced) = self.announced_len.filter(|len| *len != payload_len) {
-            return Outcome::Failed(FailReason::LengthMismatch { signed: payload_len, announced });
+            return Outcome::Failed(FailReason::LengthMismatch {
+                signed: payload_len,
+                announced,
+            });
         }
         let block_count = self.fec.block_count(payload_len);
         if block_count > u64::from(u32::MAX) + 1 {
@@ -488,7 +538,8 @@ impl Transfer {
             done: vec![0; words],
             done_count: 0,
         });
-        self.pending.retain(|index, _| u64::from(*index) < block_count);
+        self.pending
+            .retain(|index, _| u64::from(*index) < block_count);
         self.pending_bytes = self.pending.values().map(Block::bytes).sum();
         Outcome::Continue
     }
@@ -499,15 +550,24 @@ impl Transfer {
             return Vec::new();
         };
         let need = self.fec.data;
-        let ready: Vec<u32> =
-            self.pending.iter().filter(|(_, b)| b.count >= need).map(|(i, _)| *i).collect();
+        let ready: Vec<u32> = self
+            .pending
+            .iter()
+            .filter(|(_, b)| b.count >= need)
+            .map(|(i, _)| *i)
+            .collect();
         let mut out = Vec::with_capacity(ready.len());
         for index in ready {
-            let Some(block) = self.pending.remove(&index) else { continue };
+            let Some(block) = self.pending.remove(&index) else {
+                continue;
+            };
             self.pending_bytes -= block.bytes();
             if let Some(data) = rebuild(&mut self.decoder, self.fec, &block, &mut self.stats) {
                 let offset = u64::from(index) * self.fec.block_len();
-                let keep = progress.payload_len.saturating_sub(offset).min(data.len() as u64);
+                let keep = progress
+                    .payload_len
+                    .saturating_sub(offset)
+                    .min(data.len() as u64);
                 let mut data = data;
                 data.truncate(usize::try_from(keep).unwrap_or(0));
                 progress.mark_done(index);
@@ -572,7 +632,11 @@ impl Fragments {
 
     /// Envelope size not yet known: only shards have been seen.
     fn unknown() -> Self {
-        Self { bytes: Vec::new(), have: Vec::new(), missing: u32::MAX }
+        Self {
+            bytes: Vec::new(),
+            have: Vec::new(),
+            missing: u32::MAX,
+        }
     }
 
     /// Stores a fragment; `Ok(true)` if it was a duplicate.
@@ -587,7 +651,8 @@ impl Fragments {
         }
         let start = index * body.len();
         let end = (start + body.len()).min(self.bytes.len());
-        let (Some(dst), Some(src)) = (self.bytes.get_mut(start..end), body.get(..end - start)) else {
+        let (Some(dst), Some(src)) = (self.bytes.get_mut(start..end), body.get(..end - start))
+        else {
             return Err(Drop::BadFragment);
         };
         dst.copy_from_slice(src);
@@ -623,7 +688,10 @@ impl Progress {
 
 impl Block {
     fn new(total: usize) -> Self {
-        Self { shards: vec![None; total], count: 0 }
+        Self {
+            shards: vec![None; total],
+            count: 0,
+        }
     }
 
     fn bytes(&self) -> usize {
@@ -652,10 +720,20 @@ impl FinishedSet {
 impl fmt::Display for FailReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Incomplete { envelope: false, .. } => {
-                write!(f, "unrecoverable: the signed envelope never arrived complete")
+            Self::Incomplete {
+                envelope: false, ..
+            } => {
+                write!(
+                    f,
+                    "unrecoverable: the signed envelope never arrived complete"
+                )
             }
-            Self::Incomplete { missing_blocks, block_count, first_missing, .. } => write!(
+            Self::Incomplete {
+                missing_blocks,
+                block_count,
+                first_missing,
+                ..
+            } => write!(
                 f,
                 "unrecoverable: {missing_blocks} of {block_count} blocks lost more shards \
                  than their parity covers (first missing: {first_missing:?})"
@@ -666,7 +744,10 @@ impl fmt::Display for FailReason {
                  the datagrams carry {announced}"
             ),
             Self::TooManyBlocks { payload_len } => {
-                write!(f, "payload of {payload_len} bytes needs more blocks than the wire allows")
+                write!(
+                    f,
+                    "payload of {payload_len} bytes needs more blocks than the wire allows"
+                )
             }
             Self::Evicted => write!(f, "evicted to make room for newer transfers"),
         }

@@ -23,7 +23,7 @@ use std::ops::Range;
 use thiserror::Error;
 
 use crate::fec::{Encoder, FecError};
-use crate::frame::{self, FecParams, Header, Kind, HEADER_LEN};
+use crate::frame::{self, FecParams, HEADER_LEN, Header, Kind};
 use crate::id::{ShardIndex, StreamId, TransferId};
 
 /// IPv4 and UDP header bytes inside an Ethernet MTU.
@@ -131,7 +131,9 @@ impl Transmission {
         Ok(Self {
             encoder: Encoder::new(config.fec)?,
             block_count: config.fec.block_count(payload_len),
-            phase: Phase::LeadIn { remaining: passes * u64::from(fragments) },
+            phase: Phase::LeadIn {
+                remaining: passes * u64::from(fragments),
+            },
             announce: AnnounceCursor { next: 0, fragments },
             window: Window::default(),
             config,
@@ -160,7 +162,10 @@ impl Transmission {
         let range = self.wants_payload().ok_or(TransmitError::Unrequested)?;
         let expected = range.end - range.start;
         if bytes.len() as u64 != expected {
-            return Err(TransmitError::ChunkSize { expected, got: bytes.len() });
+            return Err(TransmitError::ChunkSize {
+                expected,
+                got: bytes.len(),
+            });
         }
         let blocks = self.window_blocks();
         let block_len = self.config.fec.block_len() as usize;
@@ -190,7 +195,9 @@ impl Transmission {
             Phase::Data => self.emit_data(out)?,
             Phase::Tail { remaining } => {
                 self.phase = if remaining > 1 {
-                    Phase::Tail { remaining: remaining - 1 }
+                    Phase::Tail {
+                        remaining: remaining - 1,
+                    }
                 } else {
                     Phase::Done
                 };
@@ -238,7 +245,8 @@ impl Transmission {
         if !self.window.loaded {
             return None;
         }
-        if self.config.announce_every > 0 && self.shards_since_announce >= self.config.announce_every
+        if self.config.announce_every > 0
+            && self.shards_since_announce >= self.config.announce_every
         {
             self.shards_since_announce = 0;
             return Some(self.emit_announce(out));
@@ -283,7 +291,9 @@ impl Transmission {
 
     fn tail_phase(&self) -> Phase {
         let passes = u64::from(self.config.announce_passes.max(1));
-        Phase::Tail { remaining: passes * u64::from(self.announce.fragments) }
+        Phase::Tail {
+            remaining: passes * u64::from(self.announce.fragments),
+        }
     }
 
     fn emit_announce(&mut self, out: &mut [u8]) -> usize {
@@ -294,7 +304,8 @@ impl Transmission {
         let start = (index as usize) * shard_len;
         let end = (start + shard_len).min(self.envelope.len());
         let mut body = vec![0u8; shard_len];
-        if let (Some(src), Some(dst)) = (self.envelope.get(start..end), body.get_mut(..end - start)) {
+        if let (Some(src), Some(dst)) = (self.envelope.get(start..end), body.get_mut(..end - start))
+        {
             dst.copy_from_slice(src);
         }
         let header = Header {
@@ -317,7 +328,9 @@ pub fn fragment_count(len: usize, shard_len: u16) -> u32 {
 
 fn next_lead_in(remaining: u64, block_count: u64) -> Phase {
     if remaining > 1 {
-        Phase::LeadIn { remaining: remaining - 1 }
+        Phase::LeadIn {
+            remaining: remaining - 1,
+        }
     } else if block_count == 0 {
         Phase::Done
     } else {
@@ -328,7 +341,10 @@ fn next_lead_in(remaining: u64, block_count: u64) -> Phase {
 fn shard_body<'w>(fec: &FecParams, window: &'w Window, block: usize, shard: u16) -> &'w [u8] {
     let len = usize::from(fec.shard_len);
     let (source, index) = if shard < fec.data {
-        (&window.data, block * usize::from(fec.data) + usize::from(shard))
+        (
+            &window.data,
+            block * usize::from(fec.data) + usize::from(shard),
+        )
     } else {
         let parity = usize::from(shard - fec.data);
         (&window.parity, block * usize::from(fec.parity) + parity)
@@ -344,7 +360,11 @@ mod tests {
     fn config() -> TransmitConfig {
         TransmitConfig {
             stream: StreamId(1),
-            fec: FecParams { data: 4, parity: 2, shard_len: 8 },
+            fec: FecParams {
+                data: 4,
+                parity: 2,
+                shard_len: 8,
+            },
             interleave: 3,
             announce_every: 5,
             announce_passes: 2,
@@ -353,14 +373,19 @@ mod tests {
 
     /// Runs a transmission to the end, returning every datagram.
     fn run(envelope: &[u8], payload: &[u8]) -> Vec<Vec<u8>> {
-        let mut tx =
-            Transmission::new(config(), TransferId(9), envelope.to_vec(), payload.len() as u64)
-                .unwrap();
+        let mut tx = Transmission::new(
+            config(),
+            TransferId(9),
+            envelope.to_vec(),
+            payload.len() as u64,
+        )
+        .unwrap();
         let mut out = vec![0u8; config().datagram_len()];
         let mut all = Vec::new();
         while !tx.is_done() {
             if let Some(range) = tx.wants_payload() {
-                tx.push_payload(&payload[range.start as usize..range.end as usize]).unwrap();
+                tx.push_payload(&payload[range.start as usize..range.end as usize])
+                    .unwrap();
             }
             let len = tx.next_datagram(&mut out).unwrap();
             all.push(out[..len].to_vec());
@@ -369,7 +394,10 @@ mod tests {
     }
 
     fn headers(datagrams: &[Vec<u8>]) -> Vec<Header> {
-        datagrams.iter().map(|d| *Datagram::parse(d).unwrap().header()).collect()
+        datagrams
+            .iter()
+            .map(|d| *Datagram::parse(d).unwrap().header())
+            .collect()
     }
 
     #[test]
@@ -432,7 +460,10 @@ mod tests {
         }
         assert!(matches!(
             tx.push_payload(&[0; 3]),
-            Err(TransmitError::ChunkSize { expected: 10, got: 3 })
+            Err(TransmitError::ChunkSize {
+                expected: 10,
+                got: 3
+            })
         ));
     }
 }

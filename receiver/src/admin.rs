@@ -66,7 +66,10 @@ pub fn list(args: &ListArgs) -> anyhow::Result<()> {
         println!("quarantine is empty ({})", store.quarantine_dir().display());
         return Ok(());
     }
-    println!("{:<32}  {:<6}  {:<20}  {:<16}  {:>10}  {:<20}  RELATED", "ID", "KIND", "SUBJECT", "SIGNER", "SIZE", "RECEIVED");
+    println!(
+        "{:<32}  {:<6}  {:<20}  {:<16}  {:>10}  {:<20}  RELATED",
+        "ID", "KIND", "SUBJECT", "SIGNER", "SIZE", "RECEIVED"
+    );
     for entry in &entries {
         let r = &entry.record;
         println!(
@@ -87,7 +90,10 @@ pub fn show(args: &ShowArgs) -> anyhow::Result<()> {
     let store = open(&args.state)?;
     let record = store.get(&args.id)?;
     let all = store.list()?;
-    let entry = Entry { related: related(&record, &all), record };
+    let entry = Entry {
+        related: related(&record, &all),
+        record,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&entry)?);
     } else {
@@ -99,8 +105,13 @@ pub fn show(args: &ShowArgs) -> anyhow::Result<()> {
 /// Every quarantined bundle with its related bundles.
 pub fn entries(store: &Store) -> anyhow::Result<Vec<Entry>> {
     let all = store.list()?;
-    let entries =
-        all.iter().map(|r| Entry { related: related(r, &all), record: r.clone() }).collect();
+    let entries = all
+        .iter()
+        .map(|r| Entry {
+            related: related(r, &all),
+            record: r.clone(),
+        })
+        .collect();
     Ok(entries)
 }
 
@@ -120,14 +131,26 @@ fn print_entry(store: &Store, entry: &Entry) {
     println!("bundle      {}", r.bundle_id);
     println!("state       {}", r.state);
     println!("kind        {}", r.kind);
-    println!("subject     {}{}", r.subject_digest, r.subject_name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default());
+    println!(
+        "subject     {}{}",
+        r.subject_digest,
+        r.subject_name
+            .as_ref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default()
+    );
     if let Some(format) = &r.image_format {
         println!("format      {format}");
     }
     println!("signer      {} (role {})", r.signer, r.role);
     println!("created     {}", timestamp(r.created));
     println!("received    {}", timestamp(r.received_at));
-    println!("size        {} ({} bytes payload, blake3 {})", human_bytes(r.bundle_len), r.payload_len, r.payload_blake3);
+    println!(
+        "size        {} ({} bytes payload, blake3 {})",
+        human_bytes(r.bundle_len),
+        r.payload_len,
+        r.payload_blake3
+    );
     println!("path        {}", store.bundle_path(r).display());
     let t = &r.transfer;
     println!(
@@ -142,7 +165,14 @@ fn print_entry(store: &Store, entry: &Entry) {
         BundleKind::Image => "reports naming this image",
         BundleKind::Report => "image bundles with this subject",
     };
-    println!("{label}: {}", if entry.related.is_empty() { "none yet".to_owned() } else { entry.related.join(", ") });
+    println!(
+        "{label}: {}",
+        if entry.related.is_empty() {
+            "none yet".to_owned()
+        } else {
+            entry.related.join(", ")
+        }
+    );
 }
 
 fn list_rejected(store: &Store, json: bool) -> anyhow::Result<()> {
@@ -156,7 +186,13 @@ fn list_rejected(store: &Store, json: bool) -> anyhow::Result<()> {
     }
     for r in &rejections {
         let signer = r.signer.as_deref().unwrap_or("unverified");
-        println!("{}  {:<32}  {:<18}  signer {signer}\n    {}", timestamp(r.at), r.id, r.code, r.reason);
+        println!(
+            "{}  {:<32}  {:<18}  signer {signer}\n    {}",
+            timestamp(r.at),
+            r.id,
+            r.code,
+            r.reason
+        );
     }
     Ok(())
 }
@@ -172,7 +208,10 @@ fn open(state: &StateArgs) -> anyhow::Result<Store> {
 }
 
 fn short_digest(digest: &str) -> String {
-    digest.get(..19).map(|d| format!("{d}…")).unwrap_or_else(|| digest.to_owned())
+    digest
+        .get(..19)
+        .map(|d| format!("{d}…"))
+        .unwrap_or_else(|| digest.to_owned())
 }
 
 /// Seconds since the epoch as an RFC 3339 UTC time.

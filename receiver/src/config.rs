@@ -61,7 +61,10 @@ pub struct SocketSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a valid receiver configuration: {reason}")]
     Parse { path: PathBuf, reason: String },
     #[error("limit `{name}` must be greater than zero")]
@@ -71,10 +74,14 @@ pub enum ConfigError {
 impl ReceiverConfig {
     /// Reads and checks a TOML configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let config: Self = toml::from_str(&text)
-            .map_err(|e| ConfigError::Parse { path: path.to_owned(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
         config.limits.check()?;
         Ok(config)
     }
@@ -137,7 +144,9 @@ impl Default for Limits {
 
 impl Default for SocketSettings {
     fn default() -> Self {
-        Self { recv_buffer: 32 << 20 }
+        Self {
+            recv_buffer: 32 << 20,
+        }
     }
 }
 
@@ -185,6 +194,11 @@ mod tests {
     fn zero_limits_are_refused() {
         let text = "state_dir = \"/s\"\ntrust = \"/t\"\n[limits]\nmax_transfers = 0\n";
         let err = parse(text).unwrap_err();
-        assert!(matches!(err, ConfigError::ZeroLimit { name: "max_transfers" }));
+        assert!(matches!(
+            err,
+            ConfigError::ZeroLimit {
+                name: "max_transfers"
+            }
+        ));
     }
 }

@@ -66,15 +66,23 @@ pub fn spawn(config: &ReceiverConfig) -> anyhow::Result<DaemonHandle> {
         .with_context(|| format!("opening state directory {}", config.state_dir.display()))?;
     let removed = store.clean_leftovers()?;
     if removed > 0 {
-        warn!(removed, "discarded partial transfers left by an earlier run");
+        warn!(
+            removed,
+            "discarded partial transfers left by an earlier run"
+        );
     }
-    let options = SocketOptions { recv_buffer: config.socket.recv_buffer, send_buffer: 0 };
+    let options = SocketOptions {
+        recv_buffer: config.socket.recv_buffer,
+        send_buffer: 0,
+    };
     let (socket, buffers) = bind_receiver(config.listen, &options)
         .with_context(|| format!("binding UDP {}", config.listen))?;
     if let Some(advice) = buffers.advice() {
         warn!("{advice}");
     }
-    socket.set_read_timeout(Some(TICK)).context("setting the socket read timeout")?;
+    socket
+        .set_read_timeout(Some(TICK))
+        .context("setting the socket read timeout")?;
     let local_addr = socket.local_addr().context("reading the bound address")?;
     info!(listen = %local_addr, keys = trust.keys().len(), state = %store.root().display(),
         "receiver listening");
@@ -87,7 +95,12 @@ pub fn spawn(config: &ReceiverConfig) -> anyhow::Result<DaemonHandle> {
         .name("sluice-net".into())
         .spawn(move || driver.run(&socket, &flag))
         .context("starting the receive thread")?;
-    Ok(DaemonHandle { local_addr, stop, stats, net: Some(net) })
+    Ok(DaemonHandle {
+        local_addr,
+        stop,
+        stats,
+        net: Some(net),
+    })
 }
 
 impl DaemonHandle {
@@ -203,12 +216,24 @@ impl Driver {
     fn drain_events(&mut self) {
         while let Some(event) = self.core.poll_event() {
             match event {
-                Event::Envelope { transfer, stream, envelope } => {
+                Event::Envelope {
+                    transfer,
+                    stream,
+                    envelope,
+                } => {
                     self.on_envelope(transfer, stream, &envelope);
                 }
-                Event::Block { transfer, offset, data } => self.on_block(transfer, offset, &data),
+                Event::Block {
+                    transfer,
+                    offset,
+                    data,
+                } => self.on_block(transfer, offset, &data),
                 Event::Complete { transfer, stats } => self.on_complete(transfer, &stats),
-                Event::Failed { transfer, reason, stats } => self.on_failed(transfer, &reason, &stats),
+                Event::Failed {
+                    transfer,
+                    reason,
+                    stats,
+                } => self.on_failed(transfer, &reason, &stats),
             }
         }
     }
@@ -221,7 +246,10 @@ impl Driver {
                 let code = verify_code(&error);
                 let reason = format!("signature check failed: {error}");
                 error!(%transfer, %stream, code, "transfer rejected: {reason}");
-                self.reject(Rejection::unauthenticated(transfer.to_string(), code, reason, unix_now()), None);
+                self.reject(
+                    Rejection::unauthenticated(transfer.to_string(), code, reason, unix_now()),
+                    None,
+                );
                 return;
             }
         };
@@ -235,7 +263,10 @@ impl Driver {
             );
             error!(%transfer, %bundle, "bundle rejected: {reason}");
             let at = unix_now();
-            self.reject(Rejection::signed(&verified, transfer.to_string(), "too-large", reason, at), None);
+            self.reject(
+                Rejection::signed(&verified, transfer.to_string(), "too-large", reason, at),
+                None,
+            );
             return;
         }
         if self.store.contains(&bundle) {
@@ -248,7 +279,15 @@ impl Driver {
                 info!(%transfer, %bundle, kind = %manifest.kind, signer = %verified.signer,
                     subject = %manifest.subject.digest, bytes = length, "manifest verified, receiving");
                 let started = Instant::now();
-                self.spooling.insert(transfer, Spooling { verified, spool, stream, started });
+                self.spooling.insert(
+                    transfer,
+                    Spooling {
+                        verified,
+                        spool,
+                        stream,
+                        started,
+                    },
+                );
                 self.core.accept(transfer, length);
             }
             Err(error) => {
@@ -281,7 +320,11 @@ impl Driver {
         });
         let seconds = entry.started.elapsed().as_secs_f64();
         let record = TransferRecord::new(transfer.to_string(), entry.stream.0, stats, seconds);
-        let job = Finished { verified: entry.verified, spool: entry.spool, transfer: record };
+        let job = Finished {
+            verified: entry.verified,
+            spool: entry.spool,
+            transfer: record,
+        };
         if let Some(finalizer) = &self.finalizer
             && let Err(mpsc::SendError(job)) = finalizer.send(job)
         {
@@ -320,15 +363,17 @@ impl Driver {
         let (tx, rx) = mpsc::channel::<Finished>();
         let store = self.store.clone();
         let stats = self.stats.clone();
-        let spawned = thread::Builder::new().name("sluice-verify".into()).spawn(move || {
-            for job in rx {
-                let quarantined = finalize(&store, job);
-                if let Ok(mut s) = stats.lock() {
-                    s.quarantined += u64::from(quarantined);
-                    s.rejected += u64::from(!quarantined);
+        let spawned = thread::Builder::new()
+            .name("sluice-verify".into())
+            .spawn(move || {
+                for job in rx {
+                    let quarantined = finalize(&store, job);
+                    if let Ok(mut s) = stats.lock() {
+                        s.quarantined += u64::from(quarantined);
+                        s.rejected += u64::from(!quarantined);
+                    }
                 }
-            }
-        });
+            });
         match spawned {
             Ok(handle) => {
                 self.finalizer = Some(tx);
@@ -365,7 +410,10 @@ struct RateLimitedErrors {
 impl RateLimitedErrors {
     fn record(&mut self, error: &std::io::Error) {
         let now = Instant::now();
-        if self.last.is_some_and(|at| now.duration_since(at) < Duration::from_secs(1)) {
+        if self
+            .last
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
+        {
             self.suppressed += 1;
             return;
         }
@@ -376,7 +424,10 @@ impl RateLimitedErrors {
 }
 
 fn is_timeout(error: &std::io::Error) -> bool {
-    matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }
 
 fn verify_code(error: &sluice_protocol::trust::VerifyError) -> &'static str {
@@ -403,5 +454,8 @@ fn fail_code(reason: &FailReason) -> &'static str {
 
 /// Seconds since the Unix epoch by the receiver's clock.
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -49,7 +49,8 @@ pub fn finalize(store: &Store, job: Finished) -> bool {
     if let Err(problem) = check_payload(&job.verified, &job.spool) {
         let reason = problem.to_string();
         error!(%transfer, %bundle, code = problem.code(), "bundle rejected: {reason}");
-        let rejection = Rejection::signed(&job.verified, transfer, problem.code(), reason, unix_now());
+        let rejection =
+            Rejection::signed(&job.verified, transfer, problem.code(), reason, unix_now());
         if let Err(e) = store.reject(&rejection, Some(job.spool)) {
             error!(%bundle, "cannot record the rejection: {e}");
         }
@@ -75,12 +76,18 @@ pub fn check_payload(verified: &VerifiedManifest, spool: &SpoolFile) -> Result<(
     let file_len = spool.file().metadata()?.len();
     let got = file_len.saturating_sub(spool.envelope_len());
     if got != expected_len || file_len < spool.envelope_len() {
-        return Err(PayloadError::Length { expected: expected_len, got });
+        return Err(PayloadError::Length {
+            expected: expected_len,
+            got,
+        });
     }
     let hash = hash_range(spool.file(), spool.envelope_len(), expected_len)?;
     let expected = verified.manifest.payload.blake3;
     if hash != expected {
-        return Err(PayloadError::Hash { expected: hex::encode(expected), got: hex::encode(hash) });
+        return Err(PayloadError::Hash {
+            expected: hex::encode(expected),
+            got: hex::encode(hash),
+        });
     }
     Ok(())
 }

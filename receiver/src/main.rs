@@ -79,8 +79,12 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     let _ = rx.recv();
     info!("stopping");
     let stats = handle.stop();
-    info!(quarantined = stats.quarantined, rejected = stats.rejected,
-        datagrams = stats.datagrams, "receiver exiting");
+    info!(
+        quarantined = stats.quarantined,
+        rejected = stats.rejected,
+        datagrams = stats.datagrams,
+        "receiver exiting"
+    );
     Ok(())
 }
 
@@ -114,5 +118,8 @@ fn build_config(args: &RunArgs) -> anyhow::Result<ReceiverConfig> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

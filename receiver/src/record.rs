@@ -137,7 +137,13 @@ impl Rejection {
     }
 
     /// A rejection of a bundle whose signature verified but which failed later.
-    pub fn signed(verified: &VerifiedManifest, transfer: String, code: &str, reason: String, at: u64) -> Self {
+    pub fn signed(
+        verified: &VerifiedManifest,
+        transfer: String,
+        code: &str,
+        reason: String,
+        at: u64,
+    ) -> Self {
         let manifest = &verified.manifest;
         Self {
             id: manifest.bundle_id.to_string(),

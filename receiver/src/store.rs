@@ -34,7 +34,11 @@ pub const MAX_UNAUTHENTICATED_REJECTIONS: usize = 1000;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("{path} holds an unreadable record: {reason}")]
     BadRecord { path: PathBuf, reason: String },
     #[error("no bundle {id} in quarantine")]
@@ -63,7 +67,9 @@ impl Store {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(io_err("create", &path))?;
         }
-        Ok(Self { root: root.to_owned() })
+        Ok(Self {
+            root: root.to_owned(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -107,8 +113,13 @@ impl Store {
             .truncate(true)
             .open(&path)
             .map_err(io_err("create", &path))?;
-        file.write_all_at(envelope, 0).map_err(io_err("write", &path))?;
-        Ok(SpoolFile { file, path, envelope_len: envelope.len() as u64 })
+        file.write_all_at(envelope, 0)
+            .map_err(io_err("write", &path))?;
+        Ok(SpoolFile {
+            file,
+            path,
+            envelope_len: envelope.len() as u64,
+        })
     }
 
     /// True if a bundle with this id is already in quarantine.
@@ -160,7 +171,10 @@ impl Store {
 
     /// One quarantined bundle's record, by full id or unique prefix.
     pub fn get(&self, id: &str) -> Result<Record, StoreError> {
-        let mut found = self.list()?.into_iter().filter(|r| r.bundle_id.starts_with(id));
+        let mut found = self
+            .list()?
+            .into_iter()
+            .filter(|r| r.bundle_id.starts_with(id));
         match (found.next(), found.next()) {
             (Some(record), None) if !id.is_empty() => Ok(record),
             _ => Err(StoreError::NotFound { id: id.to_owned() }),
@@ -169,7 +183,9 @@ impl Store {
 
     /// Path of a quarantined bundle file.
     pub fn bundle_path(&self, record: &Record) -> PathBuf {
-        self.quarantine_dir().join(&record.bundle_id).join("bundle.sluice")
+        self.quarantine_dir()
+            .join(&record.bundle_id)
+            .join("bundle.sluice")
     }
 
     fn commit_dir<T: Serialize>(
@@ -197,14 +213,19 @@ impl Store {
     fn prune_unauthenticated(&self) -> Result<(), StoreError> {
         let mut unauthenticated: Vec<(u64, PathBuf)> = Vec::new();
         let rejected = self.root.join("rejected");
-        for dir in read_dir(&rejected)?.into_iter().filter(|p| !is_temporary(p)) {
+        for dir in read_dir(&rejected)?
+            .into_iter()
+            .filter(|p| !is_temporary(p))
+        {
             let record: Rejection = read_json(&dir.join("record.json"))?;
             if record.signer.is_none() {
                 unauthenticated.push((record.at, dir));
             }
         }
         unauthenticated.sort();
-        let excess = unauthenticated.len().saturating_sub(MAX_UNAUTHENTICATED_REJECTIONS);
+        let excess = unauthenticated
+            .len()
+            .saturating_sub(MAX_UNAUTHENTICATED_REJECTIONS);
         for (_, dir) in unauthenticated.into_iter().take(excess) {
             fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))?;
         }
@@ -224,7 +245,9 @@ impl SpoolFile {
     /// Writes payload bytes at their offset within the payload.
     pub fn write_payload(&self, offset: u64, data: &[u8]) -> Result<(), StoreError> {
         let at = self.envelope_len + offset;
-        self.file.write_all_at(data, at).map_err(io_err("write", &self.path))
+        self.file
+            .write_all_at(data, at)
+            .map_err(io_err("write", &self.path))
     }
 
     /// Sets the file to its final length, so a payload ending in zero bytes
@@ -275,8 +298,10 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), Sto
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, StoreError> {
     let text = fs::read(path).map_err(io_err("read", path))?;
-    serde_json::from_slice(&text)
-        .map_err(|e| StoreError::BadRecord { path: path.to_owned(), reason: e.to_string() })
+    serde_json::from_slice(&text).map_err(|e| StoreError::BadRecord {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
@@ -290,14 +315,22 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
 }
 
 fn is_temporary(path: &Path) -> bool {
-    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".tmp-"))
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(".tmp-"))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("sync", dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync", dir))
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
     let path = path.to_owned();
-    move |source| StoreError::Io { action, path, source }
+    move |source| StoreError::Io {
+        action,
+        path,
+        source,
+    }
 }

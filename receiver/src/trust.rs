@@ -9,7 +9,11 @@ use sluice_protocol::trust::TrustStore;
 
 /// Reads the trust store at `path`; a key in two roles is an error here.
 pub fn load_trust_store(path: &Path) -> anyhow::Result<TrustStore> {
-    let store = if path.is_dir() { load_dir(path)? } else { load_file(path)? };
+    let store = if path.is_dir() {
+        load_dir(path)?
+    } else {
+        load_file(path)?
+    };
     Ok(store)
 }
 
@@ -27,9 +31,14 @@ fn load_dir(dir: &Path) -> anyhow::Result<TrustStore> {
         files.push((path.display().to_string(), text));
     }
     if files.is_empty() {
-        bail!("trust store directory {} holds no *.pub files", dir.display());
+        bail!(
+            "trust store directory {} holds no *.pub files",
+            dir.display()
+        );
     }
-    let pairs = files.iter().map(|(name, text)| (name.as_str(), text.as_str()));
+    let pairs = files
+        .iter()
+        .map(|(name, text)| (name.as_str(), text.as_str()));
     TrustStore::from_public_key_files(pairs)
         .with_context(|| format!("trust store {}", dir.display()))
 }
@@ -39,7 +48,9 @@ fn public_key_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         fs::read_dir(dir).with_context(|| format!("listing trust store {}", dir.display()))?;
     let mut paths = Vec::new();
     for entry in entries {
-        let path = entry.with_context(|| format!("listing {}", dir.display()))?.path();
+        let path = entry
+            .with_context(|| format!("listing {}", dir.display()))?
+            .path();
         if path.extension().is_some_and(|e| e == "pub") {
             paths.push(path);
         }

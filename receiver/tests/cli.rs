@@ -5,7 +5,10 @@ use std::fs;
 use std::process::{Command, Output};
 
 fn recv(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice-recv")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_sluice-recv"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn stderr(output: &Output) -> String {

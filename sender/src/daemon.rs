@@ -112,10 +112,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 
 /// Reads and checks a daemon configuration file.
 pub fn load_config(path: &Path) -> anyhow::Result<DaemonConfig> {
-    let text =
-        fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let config: DaemonConfig =
-        toml::from_str(&text).with_context(|| format!("{} is not a valid sender configuration", path.display()))?;
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let config: DaemonConfig = toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid sender configuration", path.display()))?;
     if config.streams.is_empty() {
         bail!("{} configures no [[stream]]", path.display());
     }
@@ -125,7 +124,11 @@ pub fn load_config(path: &Path) -> anyhow::Result<DaemonConfig> {
 /// Runs the daemon loop; with `once`, scans until nothing is left waiting
 /// (every input packed and every bundle sent) and returns.
 pub fn run_daemon(config: &DaemonConfig, stop: &AtomicBool, once: bool) -> anyhow::Result<()> {
-    let mut streams = config.streams.iter().map(Stream::open).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut streams = config
+        .streams
+        .iter()
+        .map(Stream::open)
+        .collect::<anyhow::Result<Vec<_>>>()?;
     warn_on_shared_duties(&streams);
     let to = resolve(&config.to)?;
     let mut sender = Sender::connect(to, &config.link)?;
@@ -140,7 +143,14 @@ pub fn run_daemon(config: &DaemonConfig, stop: &AtomicBool, once: bool) -> anyho
         if once && !busy {
             break;
         }
-        sleep_unless_stopped(if once { Duration::from_millis(200) } else { poll }, stop);
+        sleep_unless_stopped(
+            if once {
+                Duration::from_millis(200)
+            } else {
+                poll
+            },
+            stop,
+        );
     }
     info!("sender daemon stopped");
     Ok(())
@@ -159,7 +169,12 @@ impl Stream {
             );
         }
         let dirs = StreamDirs::create(&config.dir)?;
-        Ok(Self { kind: config.kind, key, dirs, seen: HashMap::new() })
+        Ok(Self {
+            kind: config.kind,
+            key,
+            dirs,
+            seen: HashMap::new(),
+        })
     }
 
     /// One pass: pack stable inbox entries, then send stable outbox
@@ -178,7 +193,9 @@ impl Stream {
     fn stable_entries(&mut self, dir: &Path) -> Vec<PathBuf> {
         let mut stable = Vec::new();
         for path in candidates(dir) {
-            let Some(now) = fingerprint(&path) else { continue };
+            let Some(now) = fingerprint(&path) else {
+                continue;
+            };
             if self.seen.insert(path.clone(), now) == Some(now) {
                 stable.push(path);
             }
@@ -193,8 +210,15 @@ impl Stream {
         let result = match self.kind {
             Role::Image => pack_image(input, &self.key, &ImageOptions::default(), &out, unix_now())
                 .map_err(anyhow::Error::from),
-            Role::Report => report_subject(input)
-                .and_then(|subject| Ok(pack_report(&subject, &report_files(input)?, &self.key, &out, unix_now())?)),
+            Role::Report => report_subject(input).and_then(|subject| {
+                Ok(pack_report(
+                    &subject,
+                    &report_files(input)?,
+                    &self.key,
+                    &out,
+                    unix_now(),
+                )?)
+            }),
         };
         match result {
             Ok(packed) => {
@@ -266,7 +290,10 @@ fn report_subject(dir: &Path) -> anyhow::Result<Digest> {
 }
 
 fn report_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = candidates(dir).into_iter().filter(|p| p.is_file()).collect();
+    let mut files: Vec<PathBuf> = candidates(dir)
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
     files.sort();
     if files.is_empty() {
         bail!("report set {} holds no files", dir.display());
@@ -292,7 +319,11 @@ fn candidates(dir: &Path) -> Vec<PathBuf> {
 
 fn fingerprint(path: &Path) -> Option<Fingerprint> {
     let meta = fs::symlink_metadata(path).ok()?;
-    let mut print = Fingerprint { bytes: meta.len(), files: 1, newest: meta.modified().ok()? };
+    let mut print = Fingerprint {
+        bytes: meta.len(),
+        files: 1,
+        newest: meta.modified().ok()?,
+    };
     if meta.is_dir() {
         for entry in fs::read_dir(path).ok()? {
             let child = fingerprint(&entry.ok()?.path())?;
@@ -325,7 +356,9 @@ fn fail(path: &Path, dir: &Path, reason: &str) {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) {
@@ -342,7 +375,10 @@ fn default_poll() -> u64 {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -355,7 +391,10 @@ mod tests {
         let hex = "a".repeat(64);
         let set = dir.path().join(format!("sha256-{hex}"));
         fs::create_dir(&set).unwrap();
-        assert_eq!(report_subject(&set).unwrap().to_string(), format!("sha256:{hex}"));
+        assert_eq!(
+            report_subject(&set).unwrap().to_string(),
+            format!("sha256:{hex}")
+        );
         let bad = dir.path().join("sha256-xyz");
         fs::create_dir(&bad).unwrap();
         assert!(report_subject(&bad).is_err());
@@ -367,14 +406,20 @@ mod tests {
         for name in ["a.tar", ".hidden", "b.tar.part", "c.tmp"] {
             fs::write(dir.path().join(name), b"x").unwrap();
         }
-        let names: Vec<String> = candidates(dir.path()).iter().map(|p| file_name(p)).collect();
+        let names: Vec<String> = candidates(dir.path())
+            .iter()
+            .map(|p| file_name(p))
+            .collect();
         assert_eq!(names, vec!["a.tar"]);
     }
 
     #[test]
     fn shipped_examples_keep_one_role_per_daemon() {
         let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-        for (file, role) in [("sender-image.toml", Role::Image), ("sender-report.toml", Role::Report)] {
+        for (file, role) in [
+            ("sender-image.toml", Role::Image),
+            ("sender-report.toml", Role::Report),
+        ] {
             let config = load_config(&examples.join(file)).unwrap();
             assert_eq!(config.streams.len(), 1, "{file}");
             assert_eq!(config.streams[0].kind, role, "{file}");

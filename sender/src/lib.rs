@@ -13,8 +13,8 @@
 #![forbid(unsafe_code)]
 
 pub mod daemon;
-pub mod inspect;
 pub mod image;
+pub mod inspect;
 pub mod keyfile;
 pub mod keygen;
 pub mod pack;

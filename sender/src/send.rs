@@ -24,7 +24,7 @@ use sluice_protocol::bundle::{ENVELOPE_HEADER_LEN, Envelope, envelope_len};
 use sluice_protocol::frame::FecParams;
 use sluice_protocol::id::{BundleId, StreamId, TransferId};
 use sluice_protocol::manifest::{BundleKind, Manifest};
-use sluice_protocol::transmit::{TransmitConfig, Transmission};
+use sluice_protocol::transmit::{Transmission, TransmitConfig};
 use tracing::{info, warn};
 
 /// Default UDP port of the receiver.
@@ -185,7 +185,9 @@ impl Sender {
                 bundle.read_payload(range.start, range.end - range.start, &mut window)?;
                 tx.push_payload(&window)?;
             }
-            let Some(len) = tx.next_datagram(&mut datagram) else { continue };
+            let Some(len) = tx.next_datagram(&mut datagram) else {
+                continue;
+            };
             self.pacer.pace_blocking(len);
             self.link
                 .send(datagram.get(..len).unwrap_or_default())
@@ -203,7 +205,11 @@ impl LinkArgs {
     /// The FEC parameters these settings give, checked.
     pub fn fec_params(&self) -> anyhow::Result<FecParams> {
         let shard_len = TransmitConfig::shard_len_for_mtu(self.mtu)?;
-        let fec = FecParams { data: self.data_shards, parity: self.parity_shards, shard_len };
+        let fec = FecParams {
+            data: self.data_shards,
+            parity: self.parity_shards,
+            shard_len,
+        };
         sluice_protocol::frame::check_fec_params(fec).map_err(|_| {
             anyhow::anyhow!(
                 "{} data and {} parity shards per block is not a supported combination \
@@ -253,7 +259,12 @@ impl BundleFile {
              has trailing bytes, pack it again",
             path.display()
         );
-        Ok(Self { file, path: path.to_owned(), envelope, manifest })
+        Ok(Self {
+            file,
+            path: path.to_owned(),
+            envelope,
+            manifest,
+        })
     }
 
     fn read_payload(&mut self, offset: u64, len: u64, out: &mut Vec<u8>) -> anyhow::Result<()> {
@@ -360,7 +371,10 @@ mod tests {
 
     #[test]
     fn unsupported_fec_is_refused() {
-        let args = LinkArgs { parity_shards: 0, ..LinkArgs::default() };
+        let args = LinkArgs {
+            parity_shards: 0,
+            ..LinkArgs::default()
+        };
         assert!(args.fec_params().is_err());
     }
 }

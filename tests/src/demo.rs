@@ -42,7 +42,10 @@ const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(60);
 pub fn run() -> anyhow::Result<()> {
     let work = workspace_root().join("target").join("sluice-demo");
     prepare_dir(&work)?;
-    println!("Sluice demo: low side -> software diode ({:.0}% loss) -> high side", LOSS * 100.0);
+    println!(
+        "Sluice demo: low side -> software diode ({:.0}% loss) -> high side",
+        LOSS * 100.0
+    );
     println!("working directory: {}\n", work.display());
 
     let (image_key, report_key) = make_keys(&work)?;
@@ -80,8 +83,13 @@ fn make_keys(work: &Path) -> anyhow::Result<(SecretKey, SecretKey)> {
         let key = generate(role, format!("demo {role} key"))?;
         let paths = write_key_pair(&key, &work.join("keys").join(role.as_str()), true)?;
         let public = work.join("trust").join(format!("{role}.pub"));
-        fs::copy(&paths.public, &public).with_context(|| format!("copying {}", public.display()))?;
-        println!("[keys]    {role:<6} key {} -> {}", key.id(), paths.secret.display());
+        fs::copy(&paths.public, &public)
+            .with_context(|| format!("copying {}", public.display()))?;
+        println!(
+            "[keys]    {role:<6} key {} -> {}",
+            key.id(),
+            paths.secret.display()
+        );
         keys.push(key);
     }
     let report = keys.pop().context("report key")?;
@@ -97,9 +105,20 @@ fn pack_samples(
     let samples = samples_dir();
     let input = samples.join("images").join("busybox-1.35.0.docker.tar");
     let out = work.join("bundles").join("busybox.image.sluice");
-    let image = pack_image(&input, image_key, &ImageOptions::default(), &out, unix_now())
-        .with_context(|| format!("packing {}", input.display()))?;
-    println!("[pack]    image  bundle {} for {} ({})", image.bundle_id, image.subject, human_bytes(image.total_len));
+    let image = pack_image(
+        &input,
+        image_key,
+        &ImageOptions::default(),
+        &out,
+        unix_now(),
+    )
+    .with_context(|| format!("packing {}", input.display()))?;
+    println!(
+        "[pack]    image  bundle {} for {} ({})",
+        image.bundle_id,
+        image.subject,
+        human_bytes(image.total_len)
+    );
 
     let reports = report_files(&samples.join("reports"))?;
     let out = work.join("bundles").join("busybox.reports.sluice");
@@ -133,7 +152,11 @@ fn start_receiver(work: &Path) -> anyhow::Result<DaemonHandle> {
 }
 
 fn start_diode(forward: SocketAddr) -> anyhow::Result<DiodeHandle> {
-    let impairments = Impairments { loss: LOSS, seed: 2026, ..Impairments::default() };
+    let impairments = Impairments {
+        loss: LOSS,
+        seed: 2026,
+        ..Impairments::default()
+    };
     let config = DiodeConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         forward,
@@ -141,17 +164,30 @@ fn start_diode(forward: SocketAddr) -> anyhow::Result<DiodeHandle> {
         socket: SocketOptions::default(),
     };
     let diode = Diode::spawn(config)?;
-    println!("[diode]   {} -> {} dropping {:.0}% at random", diode.local_addr(), forward, LOSS * 100.0);
+    println!(
+        "[diode]   {} -> {} dropping {:.0}% at random",
+        diode.local_addr(),
+        forward,
+        LOSS * 100.0
+    );
     Ok(diode)
 }
 
 fn send_both(to: SocketAddr, bundles: &[&Path]) -> anyhow::Result<Vec<SendReport>> {
-    let link = LinkArgs { rate: "200M".parse()?, ..LinkArgs::default() };
+    let link = LinkArgs {
+        rate: "200M".parse()?,
+        ..LinkArgs::default()
+    };
     let mut sender = Sender::connect(to, &link)?;
     let mut reports = Vec::new();
     for path in bundles {
         let report = sender.send(path, true)?;
-        println!("[send]    {} bundle: {} datagrams in {:.2} s", report.kind, report.datagrams, report.elapsed.as_secs_f64());
+        println!(
+            "[send]    {} bundle: {} datagrams in {:.2} s",
+            report.kind,
+            report.datagrams,
+            report.elapsed.as_secs_f64()
+        );
         reports.push(report);
     }
     Ok(reports)
@@ -168,16 +204,29 @@ fn wait_for_quarantine(
         let records = store.list()?;
         let arrived: Vec<Record> = bundles
             .iter()
-            .filter_map(|b| records.iter().find(|r| r.bundle_id == b.bundle_id.to_string()).cloned())
+            .filter_map(|b| {
+                records
+                    .iter()
+                    .find(|r| r.bundle_id == b.bundle_id.to_string())
+                    .cloned()
+            })
             .collect();
         if arrived.len() == bundles.len() {
             return Ok(arrived);
         }
         if let Some(rejection) = store.rejections()?.first() {
-            bail!("the receiver rejected {}: {} ({})", rejection.id, rejection.reason, rejection.code);
+            bail!(
+                "the receiver rejected {}: {} ({})",
+                rejection.id,
+                rejection.reason,
+                rejection.code
+            );
         }
         if Instant::now() > deadline || !receiver.is_running() {
-            bail!("bundles did not reach quarantine within {} s", ARRIVAL_TIMEOUT.as_secs());
+            bail!(
+                "bundles did not reach quarantine within {} s",
+                ARRIVAL_TIMEOUT.as_secs()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -211,8 +260,14 @@ fn print_figures(
     println!("\nFigures of this run:");
     println!("  bundles       {} ({} bytes)", human_bytes(bytes), bytes);
     println!("  time          {seconds:.2} s from first datagram to both in quarantine");
-    println!("  goodput       {:.1} Mbit/s of bundle bytes", bytes as f64 * 8.0 / seconds / 1e6);
-    println!("  datagrams     {datagrams} sent, {} dropped by the diode", diode.dropped());
+    println!(
+        "  goodput       {:.1} Mbit/s of bundle bytes",
+        bytes as f64 * 8.0 / seconds / 1e6
+    );
+    println!(
+        "  datagrams     {datagrams} sent, {} dropped by the diode",
+        diode.dropped()
+    );
     println!(
         "  recovered     {} lost data shards rebuilt from parity in {} blocks",
         receiver.shards_rebuilt, receiver.blocks_rebuilt
@@ -226,11 +281,18 @@ fn print_next_steps(work: &Path, image: &PackedBundle) {
     println!("\nThe quarantine is {}", state.join("quarantine").display());
     println!("Try next:");
     println!("  {recv} list --state {}", state.display());
-    println!("  {recv} show {} --state {}", image.bundle_id, state.display());
+    println!(
+        "  {recv} show {} --state {}",
+        image.bundle_id,
+        state.display()
+    );
     println!("  {send} inspect {}", image.path.display());
     println!("  {send} --help");
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

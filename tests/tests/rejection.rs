@@ -12,7 +12,7 @@ use sluice_protocol::bundle::{BUNDLE_MAGIC, seal, signed_message};
 use sluice_protocol::frame::FecParams;
 use sluice_protocol::id::{StreamId, TransferId};
 use sluice_protocol::manifest::BundleKind;
-use sluice_protocol::transmit::{TransmitConfig, Transmission};
+use sluice_protocol::transmit::{Transmission, TransmitConfig};
 use sluice_receiver::record::Rejection;
 use sluice_sender::keyfile::load_secret_key;
 use support::{Lab, id_of, keygen, pattern, raw_manifest, send, write_raw_bundle};
@@ -27,7 +27,11 @@ fn bundle_signed_by_an_unknown_key_is_rejected() {
 
     let rejection = only_rejection(&mut lab);
     assert_eq!(rejection.code, "bad-signature");
-    assert!(rejection.reason.contains("no trusted key"), "{}", rejection.reason);
+    assert!(
+        rejection.reason.contains("no trusted key"),
+        "{}",
+        rejection.reason
+    );
     assert_eq!(rejection.signer, None);
 }
 
@@ -49,7 +53,11 @@ fn image_bundle_signed_with_a_report_key_is_rejected() {
 
     let rejection = only_rejection(&mut lab);
     assert_eq!(rejection.code, "wrong-role");
-    assert!(rejection.reason.contains("report role"), "{}", rejection.reason);
+    assert!(
+        rejection.reason.contains("report role"),
+        "{}",
+        rejection.reason
+    );
 }
 
 #[test]
@@ -67,8 +75,14 @@ fn payload_byte_flipped_after_signing_is_rejected() {
     assert_eq!(rejection.code, "payload-hash");
     assert_eq!(rejection.id, id_of(&bundle));
     assert!(rejection.signer.is_some(), "the signature itself was good");
-    let kept = lab.state.join("rejected").join(format!("{}-{}", rejection.at, rejection.id));
-    assert!(kept.join("bundle.sluice").is_file(), "signed bytes are kept for forensics");
+    let kept = lab
+        .state
+        .join("rejected")
+        .join(format!("{}-{}", rejection.at, rejection.id));
+    assert!(
+        kept.join("bundle.sluice").is_file(),
+        "signed bytes are kept for forensics"
+    );
 }
 
 #[test]
@@ -90,11 +104,17 @@ fn manifest_claiming_another_length_than_arrives_is_rejected() {
 fn datagrams_of_two_transfers_spliced_together_are_rejected() {
     let mut lab = Lab::start(3);
     let key = load_secret_key(&lab.image_key).unwrap();
-    let (a, b) = (pattern(300_000), pattern(300_000).iter().map(|x| !x).collect::<Vec<_>>());
+    let (a, b) = (
+        pattern(300_000),
+        pattern(300_000).iter().map(|x| !x).collect::<Vec<_>>(),
+    );
     let envelope_a = seal(&raw_manifest(key.id(), BundleKind::Image, &a), &key).unwrap();
     let envelope_b = seal(&raw_manifest(key.id(), BundleKind::Image, &b), &key).unwrap();
     let spliced = TransferId(12);
-    blast(lab.receiver_addr, &[(spliced, &envelope_a, &a), (spliced, &envelope_b, &b)]);
+    blast(
+        lab.receiver_addr,
+        &[(spliced, &envelope_a, &a), (spliced, &envelope_b, &b)],
+    );
 
     let rejection = only_rejection(&mut lab);
     assert!(
@@ -127,7 +147,11 @@ fn assert_no_stray_files(state: &Path) {
 fn blast(to: SocketAddr, transfers: &[(TransferId, &[u8], &[u8])]) {
     let config = TransmitConfig {
         stream: StreamId(1),
-        fec: FecParams { data: 32, parity: 8, shard_len: 1428 },
+        fec: FecParams {
+            data: 32,
+            parity: 8,
+            shard_len: 1428,
+        },
         interleave: 4,
         announce_every: 64,
         announce_passes: 2,
@@ -151,13 +175,19 @@ fn blast(to: SocketAddr, transfers: &[(TransferId, &[u8], &[u8])]) {
     }
 }
 
-fn datagrams(config: TransmitConfig, id: TransferId, envelope: &[u8], payload: &[u8]) -> Vec<Vec<u8>> {
+fn datagrams(
+    config: TransmitConfig,
+    id: TransferId,
+    envelope: &[u8],
+    payload: &[u8],
+) -> Vec<Vec<u8>> {
     let mut tx = Transmission::new(config, id, envelope.to_vec(), payload.len() as u64).unwrap();
     let mut out = vec![0u8; config.datagram_len()];
     let mut all = Vec::new();
     while !tx.is_done() {
         if let Some(range) = tx.wants_payload() {
-            tx.push_payload(&payload[range.start as usize..range.end as usize]).unwrap();
+            tx.push_payload(&payload[range.start as usize..range.end as usize])
+                .unwrap();
         }
         let len = tx.next_datagram(&mut out).unwrap();
         all.push(out[..len].to_vec());

@@ -29,9 +29,18 @@ fn sample_image_and_reports_arrive_identical_and_linked() {
     assert_eq!(records[0].kind, BundleKind::Image);
     assert_eq!(records[1].subject_digest, records[0].subject_digest);
 
-    let list = run_ok(Command::new(binary("sluice-recv")).args(["list", "--json", "--state"]).arg(&lab.state));
+    let list = run_ok(
+        Command::new(binary("sluice-recv"))
+            .args(["list", "--json", "--state"])
+            .arg(&lab.state),
+    );
     let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
-    let image_entry = list.as_array().unwrap().iter().find(|e| e["kind"] == "image").unwrap();
+    let image_entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "image")
+        .unwrap();
     assert_eq!(image_entry["related"], serde_json::json!([ids[1]]));
     assert_eq!(image_entry["signer"].as_str().unwrap().len(), 16);
 }
@@ -51,7 +60,16 @@ fn fixture_images_survive_loss_reordering_and_duplication() {
         eprintln!("skipped: ../shared/fixtures not found (set SLUICE_FIXTURES to run this)");
         return;
     };
-    let flags = ["--loss", "5%", "--reorder", "2%", "--duplicate", "2%", "--seed", "3"];
+    let flags = [
+        "--loss",
+        "5%",
+        "--reorder",
+        "2%",
+        "--duplicate",
+        "2%",
+        "--seed",
+        "3",
+    ];
     cross_every_fixture_image(&fixtures, &flags);
 }
 
@@ -65,7 +83,11 @@ fn loss_beyond_parity_is_reported_and_the_next_transfer_succeeds() {
     send(lossy, &[&image]);
     let rejected = lab.wait_rejections(1);
     assert_eq!(rejected[0].code, "unrecoverable", "{rejected:#?}");
-    assert!(rejected[0].reason.contains("unrecoverable"), "{}", rejected[0].reason);
+    assert!(
+        rejected[0].reason.contains("unrecoverable"),
+        "{}",
+        rejected[0].reason
+    );
     assert!(lab.quarantined().is_empty());
 
     send(clean, &[&report]);
@@ -111,7 +133,11 @@ fn cross_every_fixture_image(fixtures: &Path, diode_flags: &[&str]) {
         bundles.push(image);
         bundles.push(report);
     }
-    assert!(bundles.len() >= 24, "expected every fixture image, found {}", bundles.len() / 2);
+    assert!(
+        bundles.len() >= 24,
+        "expected every fixture image, found {}",
+        bundles.len() / 2
+    );
     let refs: Vec<&Path> = bundles.iter().map(PathBuf::as_path).collect();
     send(to, &refs);
 
@@ -138,7 +164,10 @@ fn well_formed_images(fixtures: &Path) -> Vec<(PathBuf, Option<String>)> {
         }
     }
     inputs.sort();
-    inputs.into_iter().filter_map(|path| with_reference(path)).collect()
+    inputs
+        .into_iter()
+        .filter_map(|path| with_reference(path))
+        .collect()
 }
 
 /// The input with the ref to pack it by, or nothing if the input is one of
@@ -148,7 +177,9 @@ fn with_reference(path: PathBuf) -> Option<(PathBuf, Option<String>)> {
         Ok(_) => Some((path, None)),
         Err(ImageError::ChooseRef { available }) => {
             let usable = available.iter().find(|r| {
-                let options = ImageOptions { reference: Some((*r).clone()) };
+                let options = ImageOptions {
+                    reference: Some((*r).clone()),
+                };
                 Image::open(&path, &options).is_ok()
             });
             usable.map(|r| (path, Some(r.clone())))
@@ -176,7 +207,11 @@ fn fixture_reports(fixtures: &Path) -> Vec<PathBuf> {
 fn assert_identical(lab: &Lab, bundle: &Path) {
     let original = fs::read(bundle).unwrap();
     let received = lab.quarantined_bytes(&id_of(bundle));
-    assert!(original == received, "{} differs after crossing the link", bundle.display());
+    assert!(
+        original == received,
+        "{} differs after crossing the link",
+        bundle.display()
+    );
 }
 
 #[test]
@@ -187,8 +222,11 @@ fn sender_daemon_packs_and_sends_what_lands_in_its_inboxes() {
     let samples = sluice_tests::lab::samples_dir();
     let image_inbox = root.join("image/inbox");
     fs::create_dir_all(&image_inbox).unwrap();
-    fs::copy(samples.join("images/busybox-1.35.0.docker.tar"), image_inbox.join("busybox.tar"))
-        .unwrap();
+    fs::copy(
+        samples.join("images/busybox-1.35.0.docker.tar"),
+        image_inbox.join("busybox.tar"),
+    )
+    .unwrap();
     let subject = "d656793d4df48fc01586efc1ac319a4b6e87d0ae6e26013f53f776fc997d4d04";
     let report_set = root.join("report/inbox").join(format!("sha256-{subject}"));
     fs::create_dir_all(&report_set).unwrap();
@@ -199,7 +237,11 @@ fn sender_daemon_packs_and_sends_what_lands_in_its_inboxes() {
     let config = lab.path("sender.toml");
     fs::write(&config, daemon_config(to, &lab, &root)).unwrap();
 
-    run_ok(Command::new(binary("sluice-send")).args(["run", "--once", "--config"]).arg(&config));
+    run_ok(
+        Command::new(binary("sluice-send"))
+            .args(["run", "--once", "--config"])
+            .arg(&config),
+    );
 
     let sent: Vec<PathBuf> = ["image", "report"]
         .iter()
@@ -210,8 +252,15 @@ fn sender_daemon_packs_and_sends_what_lands_in_its_inboxes() {
     assert_eq!(sent.len(), 2, "{sent:?}");
     let ids: Vec<String> = sent.iter().map(|p| id_of(p)).collect();
     let records = lab.wait_quarantined(&ids);
-    assert!(records.iter().all(|r| r.subject_digest == format!("sha256:{subject}")));
-    assert!(fs::read_dir(&image_inbox).unwrap().next().is_none(), "the inbox is emptied");
+    assert!(
+        records
+            .iter()
+            .all(|r| r.subject_digest == format!("sha256:{subject}"))
+    );
+    assert!(
+        fs::read_dir(&image_inbox).unwrap().next().is_none(),
+        "the inbox is emptied"
+    );
 }
 
 fn daemon_config(to: std::net::SocketAddr, lab: &Lab, root: &Path) -> String {

@@ -2,9 +2,13 @@
 //! receiver core on a virtual clock.
 
 use super::*;
-use crate::transmit::{TransmitConfig, Transmission};
+use crate::transmit::{Transmission, TransmitConfig};
 
-const FEC: FecParams = FecParams { data: 8, parity: 4, shard_len: 64 };
+const FEC: FecParams = FecParams {
+    data: 8,
+    parity: 4,
+    shard_len: 64,
+};
 const BLOCK: usize = 8 * 64;
 
 fn tx_config() -> TransmitConfig {
@@ -22,7 +26,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
 }
@@ -42,7 +49,8 @@ fn datagrams(id: u64, envelope: &[u8], payload: &[u8]) -> Vec<Vec<u8>> {
     let mut all = Vec::new();
     while !tx.is_done() {
         if let Some(r) = tx.wants_payload() {
-            tx.push_payload(&payload[r.start as usize..r.end as usize]).unwrap();
+            tx.push_payload(&payload[r.start as usize..r.end as usize])
+                .unwrap();
         }
         let n = tx.next_datagram(&mut out).unwrap();
         all.push(out[..n].to_vec());
@@ -82,8 +90,12 @@ struct Outcome {
 fn receive(datagrams: &[Vec<u8>], signed_len: u64) -> Outcome {
     let mut rx = Reassembler::new(ReassemblyConfig::default());
     let start = Instant::now();
-    let mut result =
-        Outcome { payload: vec![0xEE; signed_len as usize], envelope: None, complete: None, failed: None };
+    let mut result = Outcome {
+        payload: vec![0xEE; signed_len as usize],
+        envelope: None,
+        complete: None,
+        failed: None,
+    };
     for (i, d) in datagrams.iter().enumerate() {
         let _ = rx.handle_datagram(start + Duration::from_millis(i as u64), d);
         drain(&mut rx, signed_len, &mut result);
@@ -97,7 +109,9 @@ fn receive(datagrams: &[Vec<u8>], signed_len: u64) -> Outcome {
 fn drain(rx: &mut Reassembler, signed_len: u64, out: &mut Outcome) {
     while let Some(event) = rx.poll_event() {
         match event {
-            Event::Envelope { transfer, envelope, .. } => {
+            Event::Envelope {
+                transfer, envelope, ..
+            } => {
                 out.envelope = Some(envelope);
                 rx.accept(transfer, signed_len);
             }
@@ -128,25 +142,51 @@ fn round_trip(len: usize, link: Link) -> Outcome {
 
 #[test]
 fn edge_sizes_arrive_intact_without_loss() {
-    for len in [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK, 10 * BLOCK + 17] {
+    for len in [
+        0,
+        1,
+        BLOCK - 1,
+        BLOCK,
+        BLOCK + 1,
+        3 * BLOCK,
+        10 * BLOCK + 17,
+    ] {
         let out = round_trip(len, Link::default());
-        assert!(out.complete.is_some(), "{len} bytes did not complete: {:?}", out.failed);
+        assert!(
+            out.complete.is_some(),
+            "{len} bytes did not complete: {:?}",
+            out.failed
+        );
     }
 }
 
 #[test]
 fn loss_reordering_and_duplication_are_repaired() {
-    let link = Link { loss: 0.05, duplicate: 0.05, reorder: 0.05, seed: 1 };
+    let link = Link {
+        loss: 0.05,
+        duplicate: 0.05,
+        reorder: 0.05,
+        seed: 1,
+    };
     for seed in 0..20 {
         let out = round_trip(40 * BLOCK + 5, Link { seed, ..link });
-        let stats = out.complete.unwrap_or_else(|| panic!("seed {seed}: {:?}", out.failed));
+        let stats = out
+            .complete
+            .unwrap_or_else(|| panic!("seed {seed}: {:?}", out.failed));
         assert!(stats.duplicates > 0 || stats.late > 0);
     }
 }
 
 #[test]
 fn loss_is_repaired_with_parity() {
-    let out = round_trip(40 * BLOCK, Link { loss: 0.05, seed: 3, ..Link::default() });
+    let out = round_trip(
+        40 * BLOCK,
+        Link {
+            loss: 0.05,
+            seed: 3,
+            ..Link::default()
+        },
+    );
     let stats = out.complete.expect("5% loss is well within 4 of 12 parity");
     assert!(stats.blocks_rebuilt > 0);
     assert!(stats.max_parity_used <= 4);
@@ -154,10 +194,21 @@ fn loss_is_repaired_with_parity() {
 
 #[test]
 fn loss_beyond_parity_is_reported_unrecoverable() {
-    let out = round_trip(40 * BLOCK, Link { loss: 0.6, seed: 5, ..Link::default() });
+    let out = round_trip(
+        40 * BLOCK,
+        Link {
+            loss: 0.6,
+            seed: 5,
+            ..Link::default()
+        },
+    );
     assert!(out.complete.is_none());
     match out.failed {
-        Some(FailReason::Incomplete { missing_blocks, block_count, .. }) => {
+        Some(FailReason::Incomplete {
+            missing_blocks,
+            block_count,
+            ..
+        }) => {
             assert!(missing_blocks > 0);
             assert!(block_count == 40 || block_count == 0);
         }
@@ -171,7 +222,10 @@ fn a_signed_length_other_than_the_announced_one_fails() {
     let out = receive(&datagrams(7, b"envelope", &data), 3 * BLOCK as u64 + 1);
     assert_eq!(
         out.failed,
-        Some(FailReason::LengthMismatch { signed: 3 * BLOCK as u64 + 1, announced: 3 * BLOCK as u64 })
+        Some(FailReason::LengthMismatch {
+            signed: 3 * BLOCK as u64 + 1,
+            announced: 3 * BLOCK as u64
+        })
     );
     assert!(out.complete.is_none());
 }
@@ -194,11 +248,19 @@ fn two_transfers_interleaved_both_complete() {
         while let Some(event) = rx.poll_event() {
             match event {
                 Event::Envelope { transfer, .. } => {
-                    let len = if transfer == TransferId(1) { a.len() } else { b.len() };
+                    let len = if transfer == TransferId(1) {
+                        a.len()
+                    } else {
+                        b.len()
+                    };
                     buffers.insert(transfer, vec![0; len]);
                     rx.accept(transfer, len as u64);
                 }
-                Event::Block { transfer, offset, data } => {
+                Event::Block {
+                    transfer,
+                    offset,
+                    data,
+                } => {
                     let buf = buffers.get_mut(&transfer).unwrap();
                     buf[offset as usize..offset as usize + data.len()].copy_from_slice(&data);
                 }
@@ -230,7 +292,9 @@ fn refused_transfer_is_ignored_afterwards() {
     let mut rx = Reassembler::new(ReassemblyConfig::default());
     let now = Instant::now();
     rx.handle_datagram(now, &all[0]).unwrap();
-    let Some(Event::Envelope { transfer, .. }) = rx.poll_event() else { panic!("no envelope") };
+    let Some(Event::Envelope { transfer, .. }) = rx.poll_event() else {
+        panic!("no envelope")
+    };
     rx.refuse(transfer);
     assert_eq!(rx.handle_datagram(now, &all[5]), Err(Drop::Finished));
     assert_eq!(rx.active(), 0);
@@ -263,7 +327,10 @@ fn flood_of_unknown_transfers_stays_bounded() {
 
 #[test]
 fn unverified_shards_share_a_fixed_budget() {
-    let config = ReassemblyConfig { max_unverified_bytes: 10 * 64, ..Default::default() };
+    let config = ReassemblyConfig {
+        max_unverified_bytes: 10 * 64,
+        ..Default::default()
+    };
     let mut rx = Reassembler::new(config);
     let data = payload(4 * BLOCK);
     let shards: Vec<_> = datagrams(8, b"e", &data)

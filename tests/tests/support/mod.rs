@@ -17,9 +17,9 @@ use sluice_protocol::manifest::{
     Archive, BundleKind, Compression, FileEntry, FileKind, ImageFormat, Manifest, PayloadInfo,
     Subject,
 };
-use sluice_sender::keyfile::load_secret_key;
 use sluice_receiver::record::{Record, Rejection};
 use sluice_receiver::store::Store;
+use sluice_sender::keyfile::load_secret_key;
 use sluice_tests::lab::{ChildGuard, binary, free_udp_port, samples_dir, wait_for_text};
 use tempfile::TempDir;
 
@@ -48,7 +48,16 @@ impl Lab {
         let report_key = keygen(dir.path(), "report", Some(&trust));
         let state = dir.path().join("state");
         let (receiver, receiver_addr) = start_receiver(dir.path(), &trust, &state, idle_secs);
-        Self { dir, image_key, report_key, trust, state, receiver_addr, receiver, diodes: Vec::new() }
+        Self {
+            dir,
+            image_key,
+            report_key,
+            trust,
+            state,
+            receiver_addr,
+            receiver,
+            diodes: Vec::new(),
+        }
     }
 
     /// Starts a `sluice-diode` in front of the receiver with the given
@@ -58,7 +67,12 @@ impl Lab {
         let listen = format!("127.0.0.1:{port}");
         let log = self.dir.path().join(format!("diode-{port}.log"));
         let child = Command::new(binary("sluice-diode"))
-            .args(["--listen", &listen, "--forward", &self.receiver_addr.to_string()])
+            .args([
+                "--listen",
+                &listen,
+                "--forward",
+                &self.receiver_addr.to_string(),
+            ])
             .args(flags)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -66,7 +80,11 @@ impl Lab {
             .spawn()
             .expect("sluice-diode runs (build with cargo test --workspace)");
         let guard = ChildGuard(child);
-        assert!(wait_for_text(&log, "diode relaying", Duration::from_secs(10)), "{}", read(&log));
+        assert!(
+            wait_for_text(&log, "diode relaying", Duration::from_secs(10)),
+            "{}",
+            read(&log)
+        );
         self.diodes.push(guard);
         listen.parse().unwrap()
     }
@@ -78,7 +96,11 @@ impl Lab {
     /// `sluice-send pack image`, returning the bundle's manifest.
     pub fn pack_image(&self, image: &Path, reference: Option<&str>, out: &Path) -> Manifest {
         let mut cmd = Command::new(binary("sluice-send"));
-        cmd.args(["pack", "image", "--key"]).arg(&self.image_key).arg(image).arg("-o").arg(out);
+        cmd.args(["pack", "image", "--key"])
+            .arg(&self.image_key)
+            .arg(image)
+            .arg("-o")
+            .arg(out);
         if let Some(reference) = reference {
             cmd.args(["--ref", reference]);
         }
@@ -90,7 +112,10 @@ impl Lab {
     pub fn pack_report(&self, subject: &str, files: &[PathBuf], out: &Path) -> Manifest {
         let mut cmd = Command::new(binary("sluice-send"));
         cmd.args(["pack", "report", "--key"]).arg(&self.report_key);
-        cmd.args(["--subject", subject]).args(files).arg("-o").arg(out);
+        cmd.args(["--subject", subject])
+            .args(files)
+            .arg("-o")
+            .arg(out);
         run_ok(&mut cmd);
         read_manifest(out)
     }
@@ -101,8 +126,10 @@ impl Lab {
         let image = self.path("sample.image.sluice");
         let input = samples.join("images/busybox-1.35.0.docker.tar");
         let manifest = self.pack_image(&input, None, &image);
-        let mut reports: Vec<PathBuf> =
-            fs::read_dir(samples.join("reports")).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut reports: Vec<PathBuf> = fs::read_dir(samples.join("reports"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         reports.sort();
         let report = self.path("sample.report.sluice");
         self.pack_report(&manifest.subject.digest.to_string(), &reports, &report);
@@ -124,8 +151,16 @@ impl Lab {
             }
             let rejected: Vec<Rejection> = store.rejections().unwrap();
             let ours: Vec<&Rejection> = rejected.iter().filter(|r| ids.contains(&r.id)).collect();
-            assert!(ours.is_empty(), "rejected: {ours:#?}\n{}", self.receiver_log());
-            assert!(Instant::now() < deadline, "timed out; have {found:#?}\n{}", self.receiver_log());
+            assert!(
+                ours.is_empty(),
+                "rejected: {ours:#?}\n{}",
+                self.receiver_log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "timed out; have {found:#?}\n{}",
+                self.receiver_log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -139,7 +174,11 @@ impl Lab {
             if rejected.len() >= n {
                 return rejected;
             }
-            assert!(Instant::now() < deadline, "no rejection came\n{}", self.receiver_log());
+            assert!(
+                Instant::now() < deadline,
+                "no rejection came\n{}",
+                self.receiver_log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -179,13 +218,16 @@ pub fn keygen(dir: &Path, role: &str, trust: Option<&Path>) -> PathBuf {
 /// `sluice-send send` of the bundles to `to`.
 pub fn send(to: SocketAddr, bundles: &[&Path]) {
     let mut cmd = Command::new(binary("sluice-send"));
-    cmd.args(["send", "--to", &to.to_string(), "--rate", "200M"]).args(bundles);
+    cmd.args(["send", "--to", &to.to_string(), "--rate", "200M"])
+        .args(bundles);
     run_ok(&mut cmd);
 }
 
 /// Runs a command, panicking with its output if it fails.
 pub fn run_ok(cmd: &mut Command) -> Output {
-    let output = cmd.output().expect("the command starts (build with cargo test --workspace)");
+    let output = cmd
+        .output()
+        .expect("the command starts (build with cargo test --workspace)");
     assert!(
         output.status.success(),
         "{cmd:?} failed: {}\n{}",
@@ -213,7 +255,13 @@ fn start_receiver(
     let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let log = dir.join("recv.log");
     let child = Command::new(binary("sluice-recv"))
-        .args(["run", "--listen", &listen.to_string(), "--idle-timeout", &idle_secs.to_string()])
+        .args([
+            "run",
+            "--listen",
+            &listen.to_string(),
+            "--idle-timeout",
+            &idle_secs.to_string(),
+        ])
         .arg("--state")
         .arg(state)
         .arg("--trust")
@@ -224,7 +272,11 @@ fn start_receiver(
         .spawn()
         .expect("sluice-recv runs (build with cargo test --workspace)");
     let guard = ChildGuard(child);
-    assert!(wait_for_text(&log, "receiver listening", Duration::from_secs(10)), "{}", read(&log));
+    assert!(
+        wait_for_text(&log, "receiver listening", Duration::from_secs(10)),
+        "{}",
+        read(&log)
+    );
     (guard, listen)
 }
 
@@ -251,7 +303,10 @@ pub fn raw_manifest(signer: KeyId, kind: BundleKind, payload: &[u8]) -> Manifest
         bundle_id: BundleId(id),
         kind,
         created: 1_700_000_000,
-        subject: Subject { name: None, digest: Digest::sha256_of(payload) },
+        subject: Subject {
+            name: None,
+            digest: Digest::sha256_of(payload),
+        },
         image_format: (kind == BundleKind::Image).then_some(ImageFormat::DockerArchive),
         payload: PayloadInfo {
             length: payload.len() as u64,
@@ -263,7 +318,11 @@ pub fn raw_manifest(signer: KeyId, kind: BundleKind, payload: &[u8]) -> Manifest
             path: "payload.bin".into(),
             size: payload.len() as u64,
             blake3,
-            kind: if kind == BundleKind::Image { FileKind::ImageFile } else { FileKind::Unknown },
+            kind: if kind == BundleKind::Image {
+                FileKind::ImageFile
+            } else {
+                FileKind::Unknown
+            },
             link_target: None,
         }],
         signer,
@@ -271,7 +330,9 @@ pub fn raw_manifest(signer: KeyId, kind: BundleKind, payload: &[u8]) -> Manifest
 }
 
 pub fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0]).collect()
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0])
+        .collect()
 }
 
 /// The bundle id of a bundle file.
