@@ -43,7 +43,7 @@ struct RunArgs {
     /// State directory holding spool, quarantine and rejected bundles.
     #[arg(long, env = "SLUICE_STATE_DIR")]
     state: Option<PathBuf>,
-    /// Trust store: a TOML file of [[key]] tables, or a directory of *.pub files.
+    /// Trust store: a TOML file of `[[key]]` tables, or a directory of `*.pub` files.
     #[arg(long)]
     trust: Option<PathBuf>,
     /// Seconds of silence after which an unfinished transfer is closed.

@@ -1,6 +1,12 @@
 //! The real `sluice-recv` binary: help, start-up refusals and the
 //! administrator's views of an empty or missing state directory.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
+
 use std::fs;
 use std::process::{Command, Output};
 

@@ -18,7 +18,7 @@ pub struct KeygenArgs {
     /// The one role this key may sign for.
     #[arg(long, value_enum)]
     pub role: RoleArg,
-    /// Path prefix for PREFIX.key and PREFIX.pub [default: ./sluice-<role>].
+    /// Path prefix for PREFIX.key and PREFIX.pub [default: ./sluice-ROLE].
     #[arg(long, value_name = "PREFIX")]
     pub out: Option<PathBuf>,
     /// Free text stored in both files, e.g. who holds the key.

@@ -193,7 +193,7 @@ impl Sender {
                 .send(datagram.get(..len).unwrap_or_default())
                 .context("sending a datagram")?;
             wire += len as u64;
-            if tx.sent() % 1024 == 0 {
+            if tx.sent().is_multiple_of(1024) {
                 bar.set_position(tx.sent());
             }
         }

@@ -1,6 +1,12 @@
 //! Bundles the receiver must refuse, each with a clear reason and nothing
 //! in quarantine, while the daemon keeps serving.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
+
 mod support;
 
 use std::fs;

@@ -1,6 +1,12 @@
 //! Bundles crossing the link end to end: real `sluice-send`, `sluice-diode`
 //! and `sluice-recv` processes over loopback UDP, checked byte for byte.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
+
 mod support;
 
 use std::fs;
@@ -164,10 +170,7 @@ fn well_formed_images(fixtures: &Path) -> Vec<(PathBuf, Option<String>)> {
         }
     }
     inputs.sort();
-    inputs
-        .into_iter()
-        .filter_map(|path| with_reference(path))
-        .collect()
+    inputs.into_iter().filter_map(with_reference).collect()
 }
 
 /// The input with the ref to pack it by, or nothing if the input is one of
