@@ -52,7 +52,14 @@ impl Encoder {
                 got: block.len(),
             });
         }
-        for shard in block.chunks_exact(usize::from(self.params.shard_len)) {
+        let FecParams {
+            data,
+            parity,
+            shard_len,
+        } = self.params;
+        self.codec
+            .reset(data.into(), parity.into(), shard_len.into())?;
+        for shard in block.chunks_exact(usize::from(shard_len)) {
             self.codec.add_original_shard(shard)?;
         }
         let result = self.codec.encode()?;
@@ -88,6 +95,13 @@ impl Decoder {
                 got: out.len(),
             });
         }
+        // A codec call that failed part-way leaves shards behind; start clean.
+        let FecParams {
+            data: d,
+            parity: p,
+            shard_len: s,
+        } = self.params;
+        self.codec.reset(d.into(), p.into(), s.into())?;
         let have = shards.iter().flatten().count();
         if have < data {
             return Err(FecError::TooFewShards { have, need: data });

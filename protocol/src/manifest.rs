@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cbor::{self, CborError};
 use crate::digest::Digest;
-use crate::id::{BundleId, KeyId};
+use crate::id::{BundleId, KeyId, StreamId};
 use crate::key::Role;
 
 /// The manifest format this code writes and accepts.
@@ -161,6 +161,16 @@ pub enum LimitError {
 }
 
 impl BundleKind {
+    /// The stream bundles of this kind travel on: image and report bundles
+    /// never share one, so whoever can disturb one stream does not thereby
+    /// reach the other.
+    pub fn stream(self) -> StreamId {
+        match self {
+            Self::Image => StreamId(1),
+            Self::Report => StreamId(2),
+        }
+    }
+
     /// The key role allowed to sign bundles of this kind.
     pub fn required_role(self) -> Role {
         match self {

@@ -38,6 +38,13 @@ pub struct ReassemblyConfig {
     pub max_unverified_bytes: usize,
     /// Incomplete blocks held per transfer; the oldest is given up beyond it.
     pub max_pending_blocks: usize,
+    /// Bytes of incomplete blocks held per verified transfer; the oldest
+    /// block is given up beyond it.
+    pub max_pending_bytes: usize,
+    /// Largest data + parity count per block a transfer may use.
+    pub max_shards_per_block: u16,
+    /// Largest shard (datagram body) a transfer may use.
+    pub max_shard_len: u16,
     /// A transfer with no datagram for this long is closed as incomplete.
     pub idle_timeout: Duration,
     /// Finished transfer ids remembered, so their stragglers are ignored.
@@ -52,7 +59,10 @@ impl Default for ReassemblyConfig {
             max_envelope_len: (1 << 20) + 76,
             max_unverified_bytes: 4 << 20,
             max_pending_blocks: 64,
-            idle_timeout: Duration::from_secs(10),
+            max_pending_bytes: 64 << 20,
+            max_shards_per_block: 4096,
+            max_shard_len: 8972,
+            idle_timeout: Duration::from_secs(30),
             finished_memory: 4096,
         }
     }
@@ -117,6 +127,8 @@ pub struct TransferStats {
     pub max_parity_used: u16,
     pub unverified_dropped: u64,
     pub blocks_given_up: u64,
+    /// Shards whose payload length disagrees with the signed one.
+    pub length_mismatches: u64,
 }
 
 /// Why a datagram was dropped without touching any transfer.
@@ -131,6 +143,8 @@ pub enum Drop {
     EnvelopeTooLarge {
         len: u64,
     },
+    /// FEC parameters beyond the configured maximum block or shard size.
+    FecTooLarge,
     /// Announce fragment whose index or length disagrees with the transfer.
     BadFragment,
     /// Shard past the signed payload.
@@ -286,6 +300,12 @@ impl Reassembler {
         if self.transfers.contains_key(&header.transfer) {
             return Ok(());
         }
+        let fec = header.fec;
+        if fec.shards_per_block() > self.config.max_shards_per_block
+            || fec.shard_len > self.config.max_shard_len
+        {
+            return Err(Drop::FecTooLarge);
+        }
         let stage = match header.kind {
             Kind::Announce => Stage::Announcing(self.new_fragments(header)?),
             Kind::Shard => Stage::Announcing(Fragments::unknown()),
@@ -322,7 +342,16 @@ impl Reassembler {
             .min_by_key(|(_, t)| t.last_seen)
             .map(|(id, _)| *id)
             .ok_or(Drop::NoRoom)?;
-        self.fail(victim, FailReason::Evicted);
+        // Not remembered as finished: a genuine transfer pushed out by a
+        // flood may still come back with its next announce.
+        if let Some(transfer) = self.transfers.remove(&victim) {
+            let (reason, stats) = (FailReason::Evicted, transfer.stats);
+            self.events.push_back(Event::Failed {
+                transfer: victim,
+                reason,
+                stats,
+            });
+        }
         Ok(())
     }
 
@@ -450,8 +479,9 @@ impl Transfer {
         match &self.stage {
             Stage::Receiving(progress) => {
                 if header.object_len != progress.payload_len {
-                    let (signed, announced) = (progress.payload_len, header.object_len);
-                    return Outcome::Failed(FailReason::LengthMismatch { signed, announced });
+                    self.stats.length_mismatches += 1;
+                    self.announced_len = Some(header.object_len);
+                    return Outcome::Dropped(Drop::ParamsMismatch);
                 }
                 if u64::from(header.index) >= progress.block_count {
                     return Outcome::Dropped(Drop::BlockOutOfRange);
@@ -479,7 +509,7 @@ impl Transfer {
             return Outcome::Dropped(Drop::ParamsMismatch);
         }
         self.announced_len = Some(header.object_len);
-        if self.pending_bytes + body.len() > config.max_unverified_bytes {
+        if self.pending_bytes + self.cost_of(header, body) > config.max_unverified_bytes {
             self.stats.unverified_dropped += 1;
             return Outcome::Continue;
         }
@@ -487,12 +517,32 @@ impl Transfer {
         Outcome::Continue
     }
 
+    /// True if storing this shard would break the block or byte budget
+    /// and there is an older block to give up.
+    fn over_budget(&self, header: &Header, body: &[u8], config: &ReassemblyConfig) -> bool {
+        let is_new = !self.pending.contains_key(&header.index);
+        let over_count = is_new && self.pending.len() >= config.max_pending_blocks;
+        let over_bytes = self.pending_bytes + self.cost_of(header, body) > config.max_pending_bytes;
+        !self.pending.is_empty() && (over_count || over_bytes)
+    }
+
+    /// Bytes storing this shard would add, counting a new block's slots.
+    fn cost_of(&self, header: &Header, body: &[u8]) -> usize {
+        let slots = if self.pending.contains_key(&header.index) {
+            0
+        } else {
+            Block::slots_cost(usize::from(self.fec.shards_per_block()))
+        };
+        slots + body.len()
+    }
+
     fn store_shard(&mut self, header: &Header, body: &[u8], config: &ReassemblyConfig) {
         let total = usize::from(self.fec.shards_per_block());
-        if !self.pending.contains_key(&header.index)
-            && self.pending.len() >= config.max_pending_blocks
-        {
+        while self.over_budget(header, body, config) {
             self.give_up_oldest_block();
+        }
+        if !self.pending.contains_key(&header.index) {
+            self.pending_bytes += Block::slots_cost(total);
         }
         let block = self
             .pending
@@ -521,11 +571,13 @@ impl Transfer {
         if !matches!(self.stage, Stage::Verifying) {
             return Outcome::Continue;
         }
-        if let Some(announced) = self.announced_len.filter(|len| *len != payload_len) {
-            return Outcome::Failed(FailReason::LengthMismatch {
-                signed: payload_len,
-                announced,
-            });
+        if self.announced_len.is_some_and(|len| len != payload_len) {
+            // What was buffered claims another length than the signed one:
+            // none of it can belong to this payload.
+            let dropped: u64 = self.pending.values().map(|b| u64::from(b.count)).sum();
+            self.stats.length_mismatches += dropped;
+            self.pending.clear();
+            self.pending_bytes = 0;
         }
         let block_count = self.fec.block_count(payload_len);
         if block_count > u64::from(u32::MAX) + 1 {
@@ -581,6 +633,10 @@ impl Transfer {
     fn incomplete_reason(&self) -> FailReason {
         match &self.stage {
             Stage::Receiving(progress) => {
+                let signed = progress.payload_len;
+                if let Some(announced) = self.announced_len.filter(|len| *len != signed) {
+                    return FailReason::LengthMismatch { signed, announced };
+                }
                 let missing = progress.block_count - progress.done_count;
                 FailReason::Incomplete {
                     missing_blocks: missing,
@@ -694,8 +750,14 @@ impl Block {
         }
     }
 
+    /// Memory the block holds: its slot table and the shards in it.
     fn bytes(&self) -> usize {
-        self.shards.iter().flatten().map(|s| s.len()).sum()
+        let shards: usize = self.shards.iter().flatten().map(|s| s.len()).sum();
+        Self::slots_cost(self.shards.len()) + shards
+    }
+
+    fn slots_cost(total: usize) -> usize {
+        total * std::mem::size_of::<Option<Box<[u8]>>>()
     }
 }
 
@@ -761,6 +823,7 @@ impl fmt::Display for Drop {
             Self::Finished => write!(f, "transfer already finished"),
             Self::ParamsMismatch => write!(f, "parameters differ from the transfer's"),
             Self::EnvelopeTooLarge { len } => write!(f, "envelope length {len} out of bounds"),
+            Self::FecTooLarge => write!(f, "FEC block or shard larger than allowed"),
             Self::BadFragment => write!(f, "announce fragment out of range"),
             Self::BlockOutOfRange => write!(f, "block past the signed payload"),
             Self::NoRoom => write!(f, "no room for another transfer"),

@@ -26,8 +26,10 @@ use crate::fec::{Encoder, FecError};
 use crate::frame::{self, FecParams, HEADER_LEN, Header, Kind};
 use crate::id::{ShardIndex, StreamId, TransferId};
 
-/// IPv4 and UDP header bytes inside an Ethernet MTU.
-const IP_UDP_OVERHEAD: usize = 28;
+/// IPv4 and UDP header bytes inside an MTU.
+const IPV4_UDP_OVERHEAD: usize = 28;
+/// IPv6 and UDP header bytes inside an MTU.
+const IPV6_UDP_OVERHEAD: usize = 48;
 
 /// How one transfer is cut up and ordered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,9 +60,14 @@ pub enum TransmitError {
 }
 
 impl TransmitConfig {
-    /// The shard size that fills one datagram of `mtu` bytes (IPv4 + UDP).
-    pub fn shard_len_for_mtu(mtu: usize) -> Result<u16, TransmitError> {
-        let room = mtu.saturating_sub(IP_UDP_OVERHEAD + HEADER_LEN) & !1;
+    /// The shard size that fills one IP packet of `mtu` bytes.
+    pub fn shard_len_for_mtu(mtu: usize, ipv6: bool) -> Result<u16, TransmitError> {
+        let overhead = if ipv6 {
+            IPV6_UDP_OVERHEAD
+        } else {
+            IPV4_UDP_OVERHEAD
+        };
+        let room = mtu.saturating_sub(overhead + HEADER_LEN) & !1;
         let room = room.min(usize::from(u16::MAX - 1));
         match u16::try_from(room) {
             Ok(len) if len >= 2 => Ok(len),
@@ -402,8 +409,12 @@ mod tests {
 
     #[test]
     fn shard_len_fills_an_ethernet_frame() {
-        assert_eq!(TransmitConfig::shard_len_for_mtu(1500).unwrap(), 1428);
-        assert!(TransmitConfig::shard_len_for_mtu(60).is_err());
+        assert_eq!(
+            TransmitConfig::shard_len_for_mtu(1500, false).unwrap(),
+            1428
+        );
+        assert_eq!(TransmitConfig::shard_len_for_mtu(1500, true).unwrap(), 1408);
+        assert!(TransmitConfig::shard_len_for_mtu(60, false).is_err());
     }
 
     #[test]

@@ -253,6 +253,14 @@ impl Driver {
                 return;
             }
         };
+        if let Some((code, reason)) = envelope_problem(&verified, stream, envelope.len()) {
+            self.core.refuse(transfer);
+            error!(%transfer, %stream, code, "transfer rejected: {reason}");
+            let at = unix_now();
+            let rejection = Rejection::signed(&verified, transfer.to_string(), code, reason, at);
+            self.reject(rejection, None);
+            return;
+        }
         let manifest = &verified.manifest;
         let (bundle, length) = (manifest.bundle_id, manifest.payload.length);
         if length > self.max_bundle_bytes {
@@ -428,6 +436,31 @@ fn is_timeout(error: &std::io::Error) -> bool {
         error.kind(),
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
     )
+}
+
+/// A verified envelope that still cannot be accepted: bytes trailing the
+/// signature, or a bundle on the other kind's stream.
+fn envelope_problem(
+    verified: &VerifiedManifest,
+    stream: StreamId,
+    received_len: usize,
+) -> Option<(&'static str, String)> {
+    if verified.envelope_len != received_len {
+        let reason = format!(
+            "announced envelope is {received_len} bytes but the signed one is {}",
+            verified.envelope_len
+        );
+        return Some(("malformed-envelope", reason));
+    }
+    let kind = verified.manifest.kind;
+    if stream != kind.stream() {
+        let reason = format!(
+            "{kind} bundle arrived on stream {stream}, not {}",
+            kind.stream()
+        );
+        return Some(("wrong-stream", reason));
+    }
+    None
 }
 
 fn verify_code(error: &sluice_protocol::trust::VerifyError) -> &'static str {

@@ -127,13 +127,22 @@ impl Store {
         self.quarantine_dir().join(id.to_string()).is_dir()
     }
 
-    /// Moves a verified bundle into quarantine with its record.
+    /// Moves a verified bundle into quarantine with its record. A bundle
+    /// already there (a second copy that raced the first) is left as it is
+    /// and the copy discarded.
     pub fn quarantine(&self, spool: SpoolFile, record: &Record) -> Result<PathBuf, StoreError> {
         let id = record.bundle_id.clone();
         let staging = self.quarantine_dir().join(format!(".tmp-{id}"));
         let target = self.quarantine_dir().join(&id);
-        self.commit_dir(&staging, &target, Some(spool), record)?;
-        Ok(target)
+        if target.exists() {
+            spool.discard();
+            return Ok(target);
+        }
+        let result = self.commit_dir(&staging, &target, Some(spool), record);
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&staging);
+        }
+        result.map(|()| target)
     }
 
     /// Records a rejection; keeps the bytes only if their signer was trusted.
@@ -248,13 +257,6 @@ impl SpoolFile {
         self.file
             .write_all_at(data, at)
             .map_err(io_err("write", &self.path))
-    }
-
-    /// Sets the file to its final length, so a payload ending in zero bytes
-    /// (or empty) is still whole.
-    pub fn set_total_len(&self, payload_len: u64) -> Result<(), StoreError> {
-        let len = self.envelope_len + payload_len;
-        self.file.set_len(len).map_err(io_err("size", &self.path))
     }
 
     pub fn file(&self) -> &File {

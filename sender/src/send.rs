@@ -21,7 +21,7 @@ use sluice_hardware::pace::Pacer;
 use sluice_hardware::rate::Rate;
 use sluice_hardware::socket::{SocketOptions, connect_sender};
 use sluice_protocol::bundle::{ENVELOPE_HEADER_LEN, Envelope, envelope_len};
-use sluice_protocol::frame::FecParams;
+use sluice_protocol::frame::{FecParams, HEADER_LEN};
 use sluice_protocol::id::{BundleId, StreamId, TransferId};
 use sluice_protocol::manifest::{BundleKind, Manifest};
 use sluice_protocol::transmit::{Transmission, TransmitConfig};
@@ -34,10 +34,6 @@ pub const DEFAULT_RATE: Rate = match Rate::from_bits_per_second(500_000_000) {
     Some(rate) => rate,
     None => unreachable!(),
 };
-/// Stream carrying image bundles.
-pub const IMAGE_STREAM: StreamId = StreamId(1);
-/// Stream carrying report bundles.
-pub const REPORT_STREAM: StreamId = StreamId(2);
 
 /// `sluice-send send`.
 #[derive(Debug, clap::Args)]
@@ -114,7 +110,7 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
 impl Sender {
     /// Opens the socket towards `to` and checks the link settings.
     pub fn connect(to: SocketAddr, settings: &LinkArgs) -> anyhow::Result<Self> {
-        let fec = settings.fec_params()?;
+        let fec = settings.fec_params(to.is_ipv6())?;
         let (socket, buffers) = connect_sender(to, None, &SocketOptions::default())
             .with_context(|| format!("opening a UDP socket towards {to}"))?;
         if let Some(advice) = buffers.advice() {
@@ -132,11 +128,7 @@ impl Sender {
     /// Sends one bundle file; `progress` shows a bar on a terminal.
     pub fn send(&mut self, path: &Path, progress: bool) -> anyhow::Result<SendReport> {
         let mut bundle = BundleFile::open(path)?;
-        let stream = match bundle.manifest.kind {
-            BundleKind::Image => IMAGE_STREAM,
-            BundleKind::Report => REPORT_STREAM,
-        };
-        let config = self.transmit_config(stream);
+        let config = self.transmit_config(bundle.manifest.kind.stream());
         let transfer = TransferId(random_u64()?);
         let payload_len = bundle.manifest.payload.length;
         let mut tx = Transmission::new(config, transfer, bundle.envelope.clone(), payload_len)?;
@@ -177,7 +169,7 @@ impl Sender {
         bundle: &mut BundleFile,
         bar: &ProgressBar,
     ) -> anyhow::Result<u64> {
-        let mut datagram = vec![0u8; self.transmit_config(IMAGE_STREAM).datagram_len()];
+        let mut datagram = vec![0u8; HEADER_LEN + usize::from(self.fec.shard_len)];
         let mut window = Vec::new();
         let mut wire = 0u64;
         while !tx.is_done() {
@@ -203,8 +195,8 @@ impl Sender {
 
 impl LinkArgs {
     /// The FEC parameters these settings give, checked.
-    pub fn fec_params(&self) -> anyhow::Result<FecParams> {
-        let shard_len = TransmitConfig::shard_len_for_mtu(self.mtu)?;
+    pub fn fec_params(&self, ipv6: bool) -> anyhow::Result<FecParams> {
+        let shard_len = TransmitConfig::shard_len_for_mtu(self.mtu, ipv6)?;
         let fec = FecParams {
             data: self.data_shards,
             parity: self.parity_shards,
@@ -212,8 +204,8 @@ impl LinkArgs {
         };
         sluice_protocol::frame::check_fec_params(fec).map_err(|_| {
             anyhow::anyhow!(
-                "{} data and {} parity shards per block is not a supported combination \
-                 (need at least 1 of each, and at most 32768 data shards)",
+                "{} data and {} parity shards per block is not a combination the Reed-Solomon \
+                 codec supports (need at least 1 of each; 128 and 32 are the defaults)",
                 self.data_shards,
                 self.parity_shards
             )
@@ -364,7 +356,7 @@ mod tests {
 
     #[test]
     fn default_link_fills_an_ethernet_frame() {
-        let fec = LinkArgs::default().fec_params().unwrap();
+        let fec = LinkArgs::default().fec_params(false).unwrap();
         assert_eq!(fec.shard_len, 1428);
         assert_eq!((fec.data, fec.parity), (128, 32));
     }
@@ -375,6 +367,6 @@ mod tests {
             parity_shards: 0,
             ..LinkArgs::default()
         };
-        assert!(args.fec_params().is_err());
+        assert!(args.fec_params(false).is_err());
     }
 }

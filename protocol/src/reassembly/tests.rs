@@ -301,6 +301,48 @@ fn refused_transfer_is_ignored_afterwards() {
 }
 
 #[test]
+fn oversized_fec_parameters_are_refused_before_any_state() {
+    let all = datagrams(6, b"envelope", &payload(BLOCK));
+    let config = ReassemblyConfig {
+        max_shards_per_block: 8,
+        ..Default::default()
+    };
+    let mut rx = Reassembler::new(config);
+    assert_eq!(
+        rx.handle_datagram(Instant::now(), &all[0]),
+        Err(Drop::FecTooLarge)
+    );
+    assert_eq!(rx.active(), 0);
+}
+
+#[test]
+fn verified_transfer_holds_at_most_its_byte_budget() {
+    let data = payload(40 * BLOCK);
+    let config = ReassemblyConfig {
+        max_pending_bytes: 3 * 1024,
+        ..Default::default()
+    };
+    let mut rx = Reassembler::new(config);
+    let now = Instant::now();
+    let mut peak = 0;
+    for d in datagrams(9, b"e", &data).iter().filter(|d| {
+        let h = *Datagram::parse(d).unwrap().header();
+        h.kind == Kind::Announce || h.shard.0 != 0
+    }) {
+        let _ = rx.handle_datagram(now, d);
+        while let Some(event) = rx.poll_event() {
+            if let Event::Envelope { transfer, .. } = event {
+                rx.accept(transfer, data.len() as u64);
+            }
+        }
+        if let Some(t) = rx.transfers.get(&TransferId(9)) {
+            peak = peak.max(t.pending_bytes);
+        }
+    }
+    assert!(peak > 0 && peak <= 3 * 1024, "peak {peak}");
+}
+
+#[test]
 fn oversized_envelope_claims_allocate_nothing() {
     let all = datagrams(6, b"envelope", &[]);
     let mut forged = all[0].clone();
@@ -327,8 +369,11 @@ fn flood_of_unknown_transfers_stays_bounded() {
 
 #[test]
 fn unverified_shards_share_a_fixed_budget() {
+    // Room for exactly ten shards and the slot tables of the four blocks
+    // their interleaved order opens first.
+    let slots = 4 * 12 * std::mem::size_of::<Option<Box<[u8]>>>();
     let config = ReassemblyConfig {
-        max_unverified_bytes: 10 * 64,
+        max_unverified_bytes: slots + 10 * 64,
         ..Default::default()
     };
     let mut rx = Reassembler::new(config);
@@ -341,7 +386,7 @@ fn unverified_shards_share_a_fixed_budget() {
         let _ = rx.handle_datagram(Instant::now(), d);
     }
     let transfer = &rx.transfers[&TransferId(8)];
-    assert_eq!(transfer.pending_bytes, 10 * 64);
+    assert_eq!(transfer.pending_bytes, slots + 10 * 64);
     assert_eq!(transfer.stats.unverified_dropped, shards.len() as u64 - 10);
 }
 
