@@ -49,6 +49,7 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
+    unauthenticated_cap: usize,
 }
 
 /// A bundle being received: the envelope is written, payload blocks land
@@ -69,7 +70,14 @@ impl Store {
         }
         Ok(Self {
             root: root.to_owned(),
+            unauthenticated_cap: MAX_UNAUTHENTICATED_REJECTIONS,
         })
+    }
+
+    /// Changes how many unauthenticated rejection records are kept.
+    pub fn with_unauthenticated_cap(mut self, cap: usize) -> Self {
+        self.unauthenticated_cap = cap;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -152,10 +160,10 @@ impl Store {
         spool: Option<SpoolFile>,
     ) -> Result<PathBuf, StoreError> {
         let rejected = self.root.join("rejected");
-        let name = format!("{}-{}", rejection.at, rejection.id);
+        let authenticated = rejection.signer.is_some();
+        let name = rejection_dir_name(rejection.at, authenticated, &rejection.id);
         let staging = rejected.join(format!(".tmp-{name}"));
         let target = rejected.join(&name);
-        let authenticated = rejection.signer.is_some();
         let spool = if authenticated { spool } else { discard(spool) };
         self.commit_dir(&staging, &target, spool, rejection)?;
         if !authenticated {
@@ -219,23 +227,19 @@ impl Store {
         sync_dir(target.parent().unwrap_or(Path::new(".")))
     }
 
+    /// Keeps the newest unauthenticated rejections; their directory names
+    /// sort by time and say whether the signer was known, so no record
+    /// needs reading.
     fn prune_unauthenticated(&self) -> Result<(), StoreError> {
-        let mut unauthenticated: Vec<(u64, PathBuf)> = Vec::new();
         let rejected = self.root.join("rejected");
-        for dir in read_dir(&rejected)?
+        let unauthenticated: Vec<PathBuf> = read_dir(&rejected)?
             .into_iter()
-            .filter(|p| !is_temporary(p))
-        {
-            let record: Rejection = read_json(&dir.join("record.json"))?;
-            if record.signer.is_none() {
-                unauthenticated.push((record.at, dir));
-            }
-        }
-        unauthenticated.sort();
+            .filter(|p| !is_temporary(p) && file_name(p).contains(UNAUTHENTICATED_MARK))
+            .collect();
         let excess = unauthenticated
             .len()
-            .saturating_sub(MAX_UNAUTHENTICATED_REJECTIONS);
-        for (_, dir) in unauthenticated.into_iter().take(excess) {
+            .saturating_sub(self.unauthenticated_cap);
+        for dir in unauthenticated.into_iter().take(excess) {
             fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))?;
         }
         Ok(())
@@ -316,6 +320,25 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
     Ok(paths)
 }
 
+/// Marks rejection directories of transfers whose signature never verified.
+const UNAUTHENTICATED_MARK: &str = "-unverified-";
+
+/// `<time, zero-padded>-<signed|unverified>-<id>`: sorts oldest first.
+pub fn rejection_dir_name(at: u64, authenticated: bool, id: &str) -> String {
+    let mark = if authenticated {
+        "-signed-"
+    } else {
+        UNAUTHENTICATED_MARK
+    };
+    format!("{at:020}{mark}{id}")
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 fn is_temporary(path: &Path) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
@@ -334,5 +357,121 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreE
         action,
         path,
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::TransferRecord;
+    use sluice_protocol::key::Role;
+    use sluice_protocol::manifest::BundleKind;
+
+    fn record(id: &str) -> Record {
+        Record {
+            bundle_id: id.to_owned(),
+            kind: BundleKind::Image,
+            state: "quarantined".into(),
+            subject_name: None,
+            subject_digest: format!("sha256:{}", "a".repeat(64)),
+            image_format: None,
+            signer: "0011223344556677".into(),
+            role: Role::Image,
+            created: 1,
+            received_at: 2,
+            payload_len: 3,
+            payload_blake3: String::new(),
+            bundle_len: 10,
+            files: Vec::new(),
+            transfer: TransferRecord::default(),
+        }
+    }
+
+    fn spool(store: &Store, id: u64, bytes: &[u8]) -> SpoolFile {
+        let spool = store.create_spool(TransferId(id), b"envelope").unwrap();
+        spool.write_payload(0, bytes).unwrap();
+        spool
+    }
+
+    #[test]
+    fn quarantine_moves_the_spool_file_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let path = store
+            .quarantine(spool(&store, 1, b"abc"), &record("b1"))
+            .unwrap();
+        assert_eq!(
+            fs::read(path.join("bundle.sluice")).unwrap(),
+            b"envelopeabc"
+        );
+        assert_eq!(store.list().unwrap(), vec![record("b1")]);
+        assert_eq!(
+            read_dir(&dir.path().join("spool")).unwrap(),
+            Vec::<PathBuf>::new()
+        );
+    }
+
+    #[test]
+    fn a_second_copy_of_a_quarantined_bundle_is_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .quarantine(spool(&store, 1, b"first"), &record("b1"))
+            .unwrap();
+        store
+            .quarantine(spool(&store, 2, b"other"), &record("b1"))
+            .unwrap();
+        let kept = fs::read(store.quarantine_dir().join("b1/bundle.sluice")).unwrap();
+        assert_eq!(kept, b"envelopefirst");
+        assert_eq!(read_dir(&store.quarantine_dir()).unwrap().len(), 1);
+        assert!(read_dir(&dir.path().join("spool")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn leftovers_of_a_crash_are_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let _ = spool(&store, 7, b"partial");
+        fs::create_dir(store.quarantine_dir().join(".tmp-b9")).unwrap();
+        store
+            .quarantine(spool(&store, 8, b"whole"), &record("b8"))
+            .unwrap();
+        assert_eq!(store.clean_leftovers().unwrap(), 2);
+        assert_eq!(store.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn unauthenticated_rejections_are_pruned_and_keep_no_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path())
+            .unwrap()
+            .with_unauthenticated_cap(20);
+        for n in 0..25 {
+            let rejection =
+                Rejection::unauthenticated(format!("t{n}"), "bad-signature", "x".into(), n);
+            let path = store
+                .reject(&rejection, Some(spool(&store, n, b"junk")))
+                .unwrap();
+            assert!(!path.join("bundle.sluice").exists());
+        }
+        let kept = store.rejections().unwrap();
+        assert_eq!(kept.len(), 20);
+        assert_eq!(kept[0].at, 5, "the oldest were pruned");
+        assert!(read_dir(&dir.path().join("spool")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn get_accepts_a_unique_prefix_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .quarantine(spool(&store, 1, b"a"), &record("abc1"))
+            .unwrap();
+        store
+            .quarantine(spool(&store, 2, b"b"), &record("abc2"))
+            .unwrap();
+        assert_eq!(store.get("abc1").unwrap().bundle_id, "abc1");
+        assert!(store.get("abc").is_err());
+        assert!(store.get("").is_err());
     }
 }

@@ -20,6 +20,7 @@ use sluice_protocol::id::{StreamId, TransferId};
 use sluice_protocol::manifest::BundleKind;
 use sluice_protocol::transmit::{Transmission, TransmitConfig};
 use sluice_receiver::record::Rejection;
+use sluice_receiver::store::rejection_dir_name;
 use sluice_sender::keyfile::load_secret_key;
 use support::{Lab, id_of, keygen, pattern, raw_manifest, send, write_raw_bundle};
 
@@ -81,10 +82,10 @@ fn payload_byte_flipped_after_signing_is_rejected() {
     assert_eq!(rejection.code, "payload-hash");
     assert_eq!(rejection.id, id_of(&bundle));
     assert!(rejection.signer.is_some(), "the signature itself was good");
-    let kept = lab
-        .state
-        .join("rejected")
-        .join(format!("{}-{}", rejection.at, rejection.id));
+    let kept =
+        lab.state
+            .join("rejected")
+            .join(rejection_dir_name(rejection.at, true, &rejection.id));
     assert!(
         kept.join("bundle.sluice").is_file(),
         "signed bytes are kept for forensics"

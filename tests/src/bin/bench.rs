@@ -46,9 +46,10 @@ use sluice_sender::send::{LinkArgs, SendReport, Sender};
 use sluice_tests::lab::{self, ChildGuard};
 use tempfile::TempDir;
 
-/// Rate `memory` paces to by default; completes reliably on loopback with
-/// the kernel's receive buffer capped at a few MiB.
-const MEMORY_RATE: &str = "400M";
+/// Rate `memory` paces to by default. On a two-core machine with
+/// net.core.rmem_max at 4 MiB, 1G sometimes lost whole interleave windows
+/// on loopback while 600M needed no parity at all.
+const MEMORY_RATE: &str = "600M";
 /// Bytes generated, hashed and written at a time.
 const CHUNK: usize = 1 << 20;
 /// How often the receiver's state and memory are sampled.
@@ -162,7 +163,7 @@ fn memory(args: &MemoryArgs) -> anyhow::Result<bool> {
 fn print_memory_table(rows: &[(ByteSize, Run)], rate: Rate) {
     println!("receiver memory, sender paced at {rate}, loopback");
     println!(
-        "{:>8} {:>12} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9}",
+        "{:>8} {:>12} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9}",
         "size",
         "outcome",
         "seconds",
@@ -170,16 +171,17 @@ fn print_memory_table(rows: &[(ByteSize, Run)], rate: Rate) {
         "wire",
         "parity",
         "recv idle",
+        "recv rss",
         "recv peak",
         "send peak"
     );
     println!(
-        "{:>8} {:>12} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9}",
-        "", "", "", "Mbit/s", "Mbit/s", "used", "MiB", "MiB", "MiB"
+        "{:>8} {:>12} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "", "", "", "Mbit/s", "Mbit/s", "used", "MiB", "max MiB", "HWM MiB", "HWM MiB"
     );
     for (size, run) in rows {
         println!(
-            "{:>8} {:>12} {:>8.2} {:>8} {:>8.0} {:>7} {:>9.1} {:>9.1} {:>9.1}",
+            "{:>8} {:>12} {:>8.2} {:>8} {:>8.0} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
             size.to_string(),
             run.outcome.label(),
             run.seconds,
@@ -187,14 +189,17 @@ fn print_memory_table(rows: &[(ByteSize, Run)], rate: Rate) {
             run.wire_mbit(),
             run.outcome.parity_text(),
             kib_to_mib(run.recv_idle_kib),
+            kib_to_mib(run.recv_rss_kib),
             kib_to_mib(run.recv_peak_kib),
             kib_to_mib(run.sender_peak_kib),
         );
     }
     println!(
         "goodput: bundle bytes / time to quarantine; wire: the sender's own rate; \
-         parity used: most shards rebuilt in one block, of {}; peaks: VmHWM",
-        LinkArgs::default().parity_shards
+         parity used: most shards rebuilt in one block, of {}; \
+         recv rss: largest VmRSS sampled every {} ms",
+        LinkArgs::default().parity_shards,
+        POLL.as_millis()
     );
 }
 
@@ -314,6 +319,9 @@ struct Run {
     seconds: f64,
     send: SendReport,
     recv_idle_kib: u64,
+    /// Largest VmRSS sampled while the bundle was on its way.
+    recv_rss_kib: u64,
+    /// VmHWM at the end: the true peak, whatever the sampling missed.
     recv_peak_kib: u64,
     sender_peak_kib: u64,
 }
@@ -427,7 +435,8 @@ impl Lab {
         eprintln!("sluice-bench: sending {} at {rate}", bundle.id);
         let started = Instant::now();
         let sending = spawn_sender(receiver.addr, rate, bundle.path.clone());
-        let outcome = receiver.wait_for_verdict(bundle.id, &sending, self.idle_timeout)?;
+        let (outcome, recv_rss_kib) =
+            receiver.wait_for_verdict(bundle.id, &sending, self.idle_timeout)?;
         let seconds = started.elapsed().as_secs_f64();
         let send = join_sender(sending)?;
         let recv_peak_kib = receiver.status_kib("VmHWM")?;
@@ -440,6 +449,7 @@ impl Lab {
             seconds,
             send,
             recv_idle_kib,
+            recv_rss_kib,
             recv_peak_kib,
             sender_peak_kib,
         })
@@ -575,20 +585,23 @@ impl Receiver {
         bail!("sluice-recv did not start listening:\n{}", self.log_tail());
     }
 
-    /// Polls until the bundle is quarantined or a rejection is on record.
+    /// Polls until the bundle is quarantined or a rejection is on record,
+    /// sampling VmRSS on the way; returns the verdict and the largest sample.
     fn wait_for_verdict(
         &mut self,
         id: BundleId,
         sending: &JoinHandle<anyhow::Result<SendReport>>,
         idle_timeout: u64,
-    ) -> anyhow::Result<Outcome> {
+    ) -> anyhow::Result<(Outcome, u64)> {
         let grace = Duration::from_secs(idle_timeout * 2 + 60);
         let mut sent_at: Option<Instant> = None;
+        let mut rss_kib = 0;
         loop {
             if let Some(outcome) = self.verdict(id)? {
-                return Ok(outcome);
+                return Ok((outcome, rss_kib));
             }
             self.check_alive()?;
+            rss_kib = rss_kib.max(self.status_kib("VmRSS")?);
             if sending.is_finished() {
                 let since = *sent_at.get_or_insert_with(Instant::now);
                 if since.elapsed() > grace {
@@ -898,12 +911,13 @@ impl std::fmt::Display for ByteSize {
         let units = [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")];
         for (shift, unit) in units {
             let scale = 1u64 << shift;
+            if self.0 < scale {
+                continue;
+            }
             if self.0.is_multiple_of(scale) {
                 return write!(f, "{} {unit}", self.0 >> shift);
             }
-            if self.0 >= scale {
-                return write!(f, "{:.2} {unit}", self.0 as f64 / scale as f64);
-            }
+            return write!(f, "{:.2} {unit}", self.0 as f64 / scale as f64);
         }
         write!(f, "{} B", self.0)
     }
