@@ -328,6 +328,35 @@ impl Transmission {
     }
 }
 
+/// Every datagram of a whole transmission, in order, for payloads that fit
+/// in memory: simulations, tests and fuzzing seeds. The sender streams.
+pub fn all_datagrams(
+    config: TransmitConfig,
+    transfer: TransferId,
+    envelope: &[u8],
+    payload: &[u8],
+) -> Result<Vec<Vec<u8>>, TransmitError> {
+    let len = payload.len() as u64;
+    let mut tx = Transmission::new(config, transfer, envelope.to_vec(), len)?;
+    let mut out = vec![0u8; config.datagram_len()];
+    let mut all = Vec::new();
+    while !tx.is_done() {
+        if let Some(range) = tx.wants_payload() {
+            let chunk = usize::try_from(range.start)
+                .ok()
+                .zip(usize::try_from(range.end).ok());
+            let bytes = chunk
+                .and_then(|(start, end)| payload.get(start..end))
+                .unwrap_or(&[]);
+            tx.push_payload(bytes)?;
+        }
+        if let Some(n) = tx.next_datagram(&mut out) {
+            all.push(out.get(..n).unwrap_or_default().to_vec());
+        }
+    }
+    Ok(all)
+}
+
 /// Number of shard-sized fragments an envelope of `len` bytes takes.
 pub fn fragment_count(len: usize, shard_len: u16) -> u32 {
     u32::try_from(len.div_ceil(usize::from(shard_len.max(1)))).unwrap_or(u32::MAX)
@@ -380,24 +409,7 @@ mod tests {
 
     /// Runs a transmission to the end, returning every datagram.
     fn run(envelope: &[u8], payload: &[u8]) -> Vec<Vec<u8>> {
-        let mut tx = Transmission::new(
-            config(),
-            TransferId(9),
-            envelope.to_vec(),
-            payload.len() as u64,
-        )
-        .unwrap();
-        let mut out = vec![0u8; config().datagram_len()];
-        let mut all = Vec::new();
-        while !tx.is_done() {
-            if let Some(range) = tx.wants_payload() {
-                tx.push_payload(&payload[range.start as usize..range.end as usize])
-                    .unwrap();
-            }
-            let len = tx.next_datagram(&mut out).unwrap();
-            all.push(out[..len].to_vec());
-        }
-        all
+        all_datagrams(config(), TransferId(9), envelope, payload).unwrap()
     }
 
     fn headers(datagrams: &[Vec<u8>]) -> Vec<Header> {

@@ -18,7 +18,7 @@ use sluice_protocol::bundle::{BUNDLE_MAGIC, seal, signed_message};
 use sluice_protocol::frame::FecParams;
 use sluice_protocol::id::{StreamId, TransferId};
 use sluice_protocol::manifest::BundleKind;
-use sluice_protocol::transmit::{Transmission, TransmitConfig};
+use sluice_protocol::transmit::{TransmitConfig, all_datagrams};
 use sluice_receiver::record::Rejection;
 use sluice_receiver::store::rejection_dir_name;
 use sluice_sender::keyfile::load_secret_key;
@@ -165,7 +165,7 @@ fn blast(to: SocketAddr, transfers: &[(TransferId, &[u8], &[u8])]) {
     };
     let mut all: Vec<Vec<Vec<u8>>> = transfers
         .iter()
-        .map(|(id, envelope, payload)| datagrams(config, *id, envelope, payload))
+        .map(|(id, envelope, payload)| all_datagrams(config, *id, envelope, payload).unwrap())
         .collect();
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let longest = all.iter().map(Vec::len).max().unwrap_or(0);
@@ -180,24 +180,4 @@ fn blast(to: SocketAddr, transfers: &[(TransferId, &[u8], &[u8])]) {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
-}
-
-fn datagrams(
-    config: TransmitConfig,
-    id: TransferId,
-    envelope: &[u8],
-    payload: &[u8],
-) -> Vec<Vec<u8>> {
-    let mut tx = Transmission::new(config, id, envelope.to_vec(), payload.len() as u64).unwrap();
-    let mut out = vec![0u8; config.datagram_len()];
-    let mut all = Vec::new();
-    while !tx.is_done() {
-        if let Some(range) = tx.wants_payload() {
-            tx.push_payload(&payload[range.start as usize..range.end as usize])
-                .unwrap();
-        }
-        let len = tx.next_datagram(&mut out).unwrap();
-        all.push(out[..len].to_vec());
-    }
-    all
 }

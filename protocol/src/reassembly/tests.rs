@@ -2,7 +2,7 @@
 //! receiver core on a virtual clock.
 
 use super::*;
-use crate::transmit::{Transmission, TransmitConfig};
+use crate::transmit::{TransmitConfig, all_datagrams};
 
 const FEC: FecParams = FecParams {
     data: 8,
@@ -43,19 +43,7 @@ struct Link {
 }
 
 fn datagrams(id: u64, envelope: &[u8], payload: &[u8]) -> Vec<Vec<u8>> {
-    let len = payload.len() as u64;
-    let mut tx = Transmission::new(tx_config(), TransferId(id), envelope.to_vec(), len).unwrap();
-    let mut out = vec![0u8; tx_config().datagram_len()];
-    let mut all = Vec::new();
-    while !tx.is_done() {
-        if let Some(r) = tx.wants_payload() {
-            tx.push_payload(&payload[r.start as usize..r.end as usize])
-                .unwrap();
-        }
-        let n = tx.next_datagram(&mut out).unwrap();
-        all.push(out[..n].to_vec());
-    }
-    all
+    all_datagrams(tx_config(), TransferId(id), envelope, payload).unwrap()
 }
 
 fn impair(input: Vec<Vec<u8>>, link: Link) -> Vec<Vec<u8>> {
