@@ -17,6 +17,7 @@
 //! spawn threads. The `sender`, `receiver` and `hardware` crates do that.
 #![forbid(unsafe_code)]
 
+pub mod blockmap;
 pub mod bundle;
 pub mod cbor;
 pub mod digest;

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::blockmap::BlockMap;
 use crate::fec::Decoder;
 use crate::frame::{Datagram, FecParams, FrameError, Header, Kind};
 use crate::id::{StreamId, TransferId};
@@ -115,6 +116,28 @@ pub enum FailReason {
     Evicted,
 }
 
+/// What a receiver needs to take a verified transfer up again after a
+/// restart: its identity, its parameters and the blocks already spooled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub transfer: TransferId,
+    pub stream: StreamId,
+    pub fec: FecParams,
+    pub payload_len: u64,
+    pub done: BlockMap,
+}
+
+/// Why a checkpoint could not be resumed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResumeError {
+    #[error("the transfer is already active")]
+    AlreadyActive,
+    #[error("block map covers {got} blocks but the payload has {expected}")]
+    BlockMapSize { expected: u64, got: u64 },
+    #[error("no room for another transfer")]
+    NoRoom,
+}
+
 /// Counters of one transfer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TransferStats {
@@ -193,8 +216,7 @@ struct Fragments {
 struct Progress {
     payload_len: u64,
     block_count: u64,
-    done: Vec<u64>,
-    done_count: u64,
+    done: BlockMap,
 }
 
 #[derive(Debug)]
@@ -253,6 +275,48 @@ impl Reassembler {
         };
         let outcome = state.accept(payload_len);
         let _ = self.settle(transfer, outcome);
+    }
+
+    /// Takes up a verified transfer again after a restart, with the blocks
+    /// a checkpoint says are already in the spool. The rest come from the
+    /// sender's next pass.
+    pub fn resume(&mut self, now: Instant, checkpoint: Checkpoint) -> Result<(), ResumeError> {
+        let Checkpoint {
+            transfer,
+            stream,
+            fec,
+            payload_len,
+            done,
+        } = checkpoint;
+        if self.transfers.contains_key(&transfer) {
+            return Err(ResumeError::AlreadyActive);
+        }
+        let block_count = fec.block_count(payload_len);
+        if done.len() != block_count {
+            return Err(ResumeError::BlockMapSize {
+                expected: block_count,
+                got: done.len(),
+            });
+        }
+        if self.transfers.len() >= self.config.max_transfers {
+            return Err(ResumeError::NoRoom);
+        }
+        let progress = Progress {
+            payload_len,
+            block_count,
+            done,
+        };
+        let resumed = Transfer::resumed(stream, fec, now, progress);
+        self.transfers.insert(transfer, resumed);
+        Ok(())
+    }
+
+    /// Delivered blocks of every verified transfer, for checkpoints.
+    pub fn delivered(&self, transfer: TransferId) -> Option<&BlockMap> {
+        match &self.transfers.get(&transfer)?.stage {
+            Stage::Receiving(progress) => Some(&progress.done),
+            Stage::Announcing(_) | Stage::Verifying => None,
+        }
     }
 
     /// The driver rejected the envelope: forget the transfer and ignore the
@@ -415,6 +479,20 @@ enum Outcome {
 }
 
 impl Transfer {
+    fn resumed(stream: StreamId, fec: FecParams, now: Instant, progress: Progress) -> Self {
+        Self {
+            stream,
+            fec,
+            last_seen: now,
+            stage: Stage::Receiving(progress),
+            pending: BTreeMap::new(),
+            pending_bytes: 0,
+            announced_len: None,
+            decoder: None,
+            stats: TransferStats::default(),
+        }
+    }
+
     fn new(header: &Header, now: Instant, stage: Stage) -> Self {
         Self {
             stream: header.stream,
@@ -434,7 +512,7 @@ impl Transfer {
     }
 
     fn is_complete(&self) -> bool {
-        matches!(&self.stage, Stage::Receiving(p) if p.done_count == p.block_count)
+        matches!(&self.stage, Stage::Receiving(p) if p.done.is_full())
     }
 
     fn on_announce(
@@ -583,12 +661,10 @@ impl Transfer {
         if block_count > u64::from(u32::MAX) + 1 {
             return Outcome::Failed(FailReason::TooManyBlocks { payload_len });
         }
-        let words = usize::try_from(block_count.div_ceil(64)).unwrap_or(usize::MAX);
         self.stage = Stage::Receiving(Progress {
             payload_len,
             block_count,
-            done: vec![0; words],
-            done_count: 0,
+            done: BlockMap::new(block_count),
         });
         self.pending
             .retain(|index, _| u64::from(*index) < block_count);
@@ -637,11 +713,11 @@ impl Transfer {
                 if let Some(announced) = self.announced_len.filter(|len| *len != signed) {
                     return FailReason::LengthMismatch { signed, announced };
                 }
-                let missing = progress.block_count - progress.done_count;
+                let missing = progress.block_count - progress.done.count();
                 FailReason::Incomplete {
                     missing_blocks: missing,
                     block_count: progress.block_count,
-                    first_missing: progress.first_missing(16),
+                    first_missing: progress.done.missing(16),
                     envelope: true,
                 }
             }
@@ -720,25 +796,11 @@ impl Fragments {
 
 impl Progress {
     fn is_done(&self, block: u32) -> bool {
-        let (word, bit) = (block as usize / 64, block % 64);
-        self.done.get(word).is_some_and(|w| w & (1 << bit) != 0)
+        self.done.contains(u64::from(block))
     }
 
     fn mark_done(&mut self, block: u32) {
-        let (word, bit) = (block as usize / 64, block % 64);
-        if let Some(w) = self.done.get_mut(word)
-            && *w & (1 << bit) == 0
-        {
-            *w |= 1 << bit;
-            self.done_count += 1;
-        }
-    }
-
-    fn first_missing(&self, limit: usize) -> Vec<u64> {
-        (0..self.block_count)
-            .filter(|b| u32::try_from(*b).is_ok_and(|b| !self.is_done(b)))
-            .take(limit)
-            .collect()
+        self.done.insert(u64::from(block));
     }
 }
 

@@ -71,6 +71,28 @@ pub struct LinkArgs {
     /// Copies of the signed envelope sent before and after the payload.
     #[arg(long, default_value_t = 3)]
     pub announce_passes: u32,
+    /// Send each bundle this many times over (a carousel); the receiver
+    /// combines what each pass delivers, so a block lost in one pass is
+    /// healed by the next.
+    #[arg(long, default_value_t = 1)]
+    pub passes: u32,
+    /// Keep repeating each bundle until this much time has passed (e.g.
+    /// 90s, 10m), with at least `--passes` passes.
+    #[arg(long)]
+    #[serde(default, with = "window_text")]
+    pub window: Option<Window>,
+}
+
+/// How long a carousel keeps repeating one bundle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window(pub Duration);
+
+impl std::str::FromStr for Window {
+    type Err = humantime::DurationError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        humantime::parse_duration(text).map(Window)
+    }
 }
 
 /// What one bundle's sending did.
@@ -85,6 +107,8 @@ pub struct SendReport {
     pub datagrams: u64,
     pub wire_bytes: u64,
     pub elapsed: Duration,
+    /// Passes of the carousel made.
+    pub passes: u32,
 }
 
 /// A paced, one-way connection to the receiver.
@@ -131,14 +155,26 @@ impl Sender {
         let config = self.transmit_config(bundle.manifest.kind.stream());
         let transfer = TransferId(random_u64()?);
         let payload_len = bundle.manifest.payload.length;
-        let mut tx = Transmission::new(config, transfer, bundle.envelope.clone(), payload_len)?;
         info!(bundle = %bundle.manifest.bundle_id, %transfer, kind = %bundle.manifest.kind,
             bytes = payload_len, "sending");
 
-        let bar = progress_bar(progress, tx.total_datagrams());
         let started = Instant::now();
-        let wire_bytes = self.pump(&mut tx, &mut bundle, &bar)?;
-        bar.finish_and_clear();
+        let deadline = self.settings.window.map(|w| started + w.0);
+        let (mut passes, mut datagrams, mut wire_bytes) = (0u32, 0u64, 0u64);
+        loop {
+            let mut tx = Transmission::new(config, transfer, bundle.envelope.clone(), payload_len)?;
+            let bar = progress_bar(progress, tx.total_datagrams());
+            wire_bytes += self.pump(&mut tx, &mut bundle, &bar)?;
+            bar.finish_and_clear();
+            datagrams += tx.sent();
+            passes += 1;
+            let more_passes = passes < self.settings.passes.max(1);
+            let window_open = deadline.is_some_and(|end| Instant::now() < end);
+            if !(more_passes || window_open) {
+                break;
+            }
+            info!(%transfer, pass = passes + 1, "repeating");
+        }
         Ok(SendReport {
             path: path.to_owned(),
             bundle_id: bundle.manifest.bundle_id,
@@ -146,9 +182,10 @@ impl Sender {
             transfer,
             payload_len,
             bundle_len: bundle.envelope.len() as u64 + payload_len,
-            datagrams: tx.sent(),
+            datagrams,
             wire_bytes,
             elapsed: started.elapsed(),
+            passes,
         })
     }
 
@@ -222,6 +259,8 @@ impl Default for LinkArgs {
             parity_shards: 32,
             interleave: 16,
             announce_passes: 3,
+            passes: 1,
+            window: None,
         }
     }
 }
@@ -321,8 +360,12 @@ fn progress_bar(show: bool, total: u64) -> ProgressBar {
 fn print_report(report: &SendReport) {
     let seconds = report.elapsed.as_secs_f64().max(1e-9);
     let mbit = report.wire_bytes as f64 * 8.0 / seconds / 1e6;
+    let passes = match report.passes {
+        1 => String::new(),
+        n => format!(" in {n} passes"),
+    };
     println!(
-        "sent {} bundle {} ({} bytes) as transfer {}: {} datagrams, {:.2} s, {:.1} Mbit/s on the wire",
+        "sent {} bundle {} ({} bytes) as transfer {}{passes}: {} datagrams, {:.2} s, {:.1} Mbit/s on the wire",
         report.kind,
         report.bundle_id,
         report.bundle_len,
@@ -331,6 +374,18 @@ fn print_report(report: &SendReport) {
         seconds,
         mbit
     );
+}
+
+mod window_text {
+    use serde::Deserialize as _;
+
+    use super::Window;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Window>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| t.parse().map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 mod rate_text {

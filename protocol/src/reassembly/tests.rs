@@ -385,3 +385,124 @@ fn fix_crc(datagram: &mut [u8]) {
     let crc = hasher.finalize();
     datagram[40..44].copy_from_slice(&crc.to_be_bytes());
 }
+
+#[test]
+fn a_burst_that_kills_blocks_in_one_pass_is_healed_by_the_next() {
+    let data = payload(12 * BLOCK);
+    let envelope = b"carousel envelope".to_vec();
+    let pass = datagrams(21, &envelope, &data);
+    let mut first = pass.clone();
+    first.drain(10..110);
+    let alone = receive(&first, data.len() as u64);
+    assert!(
+        alone.complete.is_none(),
+        "the burst must be fatal to a single pass"
+    );
+
+    let mut both = first;
+    both.extend(pass);
+    let healed = receive(&both, data.len() as u64);
+    assert!(healed.complete.is_some(), "{:?}", healed.failed);
+    assert_eq!(healed.payload, data);
+}
+
+#[test]
+fn passes_too_lossy_alone_complete_together() {
+    let data = payload(30 * BLOCK);
+    let envelope = b"three lossy passes".to_vec();
+    let lossy = |seed| {
+        let link = Link {
+            loss: 0.4,
+            seed,
+            ..Link::default()
+        };
+        impair(datagrams(22, &envelope, &data), link)
+    };
+    assert!(receive(&lossy(1), data.len() as u64).complete.is_none());
+
+    let mut three = lossy(1);
+    three.extend(lossy(2));
+    three.extend(lossy(3));
+    let out = receive(&three, data.len() as u64);
+    assert!(out.complete.is_some(), "{:?}", out.failed);
+    assert_eq!(out.payload, data);
+}
+
+#[test]
+fn a_restarted_receiver_resumes_from_its_checkpoint() {
+    let data = payload(20 * BLOCK);
+    let len = data.len() as u64;
+    let all = datagrams(23, b"resumable", &data);
+    let mut out = vec![0u8; data.len()];
+    let now = Instant::now();
+
+    // First life: the receiver hears the first half of the pass, then dies.
+    let mut first = Reassembler::new(ReassemblyConfig::default());
+    for d in &all[..all.len() / 2] {
+        let _ = first.handle_datagram(now, d);
+        drain_into(&mut first, len, &mut out);
+    }
+    let done = first.delivered(TransferId(23)).unwrap().clone();
+    assert!(done.count() > 0 && !done.is_full(), "{done:?}");
+
+    // Second life: resume, then a pass that carries only the blocks the
+    // checkpoint lacks; it can complete only by trusting the spool.
+    let lacking: Vec<&Vec<u8>> = all
+        .iter()
+        .filter(|d| {
+            let h = *Datagram::parse(d).unwrap().header();
+            h.kind == Kind::Shard && !done.contains(u64::from(h.index))
+        })
+        .collect();
+    let mut second = Reassembler::new(ReassemblyConfig::default());
+    let checkpoint = Checkpoint {
+        transfer: TransferId(23),
+        stream: StreamId(1),
+        fec: FEC,
+        payload_len: len,
+        done: done.clone(),
+    };
+    second.resume(now, checkpoint).unwrap();
+    let mut complete = false;
+    for d in lacking {
+        let _ = second.handle_datagram(now, d);
+        complete |= drain_into(&mut second, len, &mut out);
+    }
+    assert!(complete);
+    assert_eq!(out, data);
+}
+
+#[test]
+fn a_checkpoint_of_the_wrong_size_is_refused() {
+    let mut rx = Reassembler::new(ReassemblyConfig::default());
+    let checkpoint = Checkpoint {
+        transfer: TransferId(1),
+        stream: StreamId(1),
+        fec: FEC,
+        payload_len: 10 * BLOCK as u64,
+        done: crate::blockmap::BlockMap::new(3),
+    };
+    assert_eq!(
+        rx.resume(Instant::now(), checkpoint),
+        Err(ResumeError::BlockMapSize {
+            expected: 10,
+            got: 3
+        })
+    );
+}
+
+/// Applies events to `out`; true once the transfer completed.
+fn drain_into(rx: &mut Reassembler, len: u64, out: &mut [u8]) -> bool {
+    let mut complete = false;
+    while let Some(event) = rx.poll_event() {
+        match event {
+            Event::Envelope { transfer, .. } => rx.accept(transfer, len),
+            Event::Block { offset, data, .. } => {
+                out[offset as usize..offset as usize + data.len()].copy_from_slice(&data);
+            }
+            Event::Complete { .. } => complete = true,
+            Event::Failed { reason, .. } => panic!("{reason}"),
+        }
+    }
+    complete
+}
