@@ -24,6 +24,7 @@
 #![deny(unsafe_code)]
 
 pub mod diode;
+pub mod hostcheck;
 pub mod impair;
 pub mod link;
 pub mod pace;

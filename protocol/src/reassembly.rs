@@ -301,6 +301,7 @@ impl Reassembler {
         if self.transfers.len() >= self.config.max_transfers {
             return Err(ResumeError::NoRoom);
         }
+        let complete = done.is_full();
         let progress = Progress {
             payload_len,
             block_count,
@@ -308,15 +309,32 @@ impl Reassembler {
         };
         let resumed = Transfer::resumed(stream, fec, now, progress);
         self.transfers.insert(transfer, resumed);
+        if complete {
+            // Every block reached the spool before the restart.
+            self.complete(transfer);
+        }
         Ok(())
     }
 
-    /// Delivered blocks of every verified transfer, for checkpoints.
-    pub fn delivered(&self, transfer: TransferId) -> Option<&BlockMap> {
-        match &self.transfers.get(&transfer)?.stage {
-            Stage::Receiving(progress) => Some(&progress.done),
-            Stage::Announcing(_) | Stage::Verifying => None,
-        }
+    /// The FEC parameters a transfer uses, fixed by its first datagram.
+    pub fn fec_params(&self, transfer: TransferId) -> Option<FecParams> {
+        self.transfers.get(&transfer).map(|t| t.fec)
+    }
+
+    /// A checkpoint of a verified transfer: what a restarted receiver
+    /// needs to resume it.
+    pub fn checkpoint(&self, transfer: TransferId) -> Option<Checkpoint> {
+        let state = self.transfers.get(&transfer)?;
+        let Stage::Receiving(progress) = &state.stage else {
+            return None;
+        };
+        Some(Checkpoint {
+            transfer,
+            stream: state.stream,
+            fec: state.fec,
+            payload_len: progress.payload_len,
+            done: progress.done.clone(),
+        })
     }
 
     /// The driver rejected the envelope: forget the transfer and ignore the

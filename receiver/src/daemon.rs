@@ -15,20 +15,21 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use sluice_hardware::socket::{SocketOptions, bind_receiver};
+use sluice_protocol::blockmap::BlockMap;
 use sluice_protocol::id::{StreamId, TransferId};
-use sluice_protocol::reassembly::{Event, FailReason, Reassembler, TransferStats};
+use sluice_protocol::reassembly::{Checkpoint, Event, FailReason, Reassembler, TransferStats};
 use sluice_protocol::trust::{TrustStore, VerifiedManifest};
 use tracing::{debug, error, info, warn};
 
+use crate::checkpoint;
 use crate::config::ReceiverConfig;
-use crate::finalize::{Finished, finalize};
+use crate::pipeline::{Finishing, Job, Pipeline};
 use crate::record::{Rejection, TransferRecord};
 use crate::store::{SpoolFile, Store};
 use crate::trust::load_trust_store;
@@ -140,7 +141,6 @@ impl Drop for DaemonHandle {
 /// A transfer whose envelope verified and whose payload is being spooled.
 struct Spooling {
     verified: VerifiedManifest,
-    spool: SpoolFile,
     stream: StreamId,
     started: Instant,
 }
@@ -151,8 +151,7 @@ struct Driver {
     store: Store,
     max_bundle_bytes: u64,
     spooling: HashMap<TransferId, Spooling>,
-    finalizer: Option<mpsc::Sender<Finished>>,
-    finalizer_thread: Option<thread::JoinHandle<()>>,
+    pipeline: Option<Pipeline>,
     stats: Arc<Mutex<DaemonStats>>,
     next_timer: Option<Instant>,
 }
@@ -170,15 +169,21 @@ impl Driver {
             store,
             max_bundle_bytes: config.limits.max_bundle_bytes,
             spooling: HashMap::new(),
-            finalizer: None,
-            finalizer_thread: None,
+            pipeline: None,
             stats,
             next_timer: None,
         }
     }
 
     fn run(&mut self, socket: &UdpSocket, stop: &AtomicBool) {
-        self.start_finalizer();
+        match Pipeline::start(self.store.clone(), self.stats.clone()) {
+            Ok(pipeline) => self.pipeline = Some(pipeline),
+            Err(error) => {
+                error!("cannot start the spool writer and verifier: {error}");
+                return;
+            }
+        }
+        self.resume_spooled();
         let mut buf = vec![0u8; 65_536];
         let mut errors = RateLimitedErrors::default();
         while !stop.load(Ordering::SeqCst) {
@@ -190,8 +195,73 @@ impl Driver {
             self.run_timers();
             self.drain_events();
         }
-        self.stop_finalizer();
+        let transfers: Vec<TransferId> = self.spooling.drain().map(|(id, _)| id).collect();
+        for transfer in transfers {
+            self.submit(Job::Discard { transfer });
+        }
+        if let Some(mut pipeline) = self.pipeline.take() {
+            pipeline.stop();
+        }
         info!("receiver stopped");
+    }
+
+    /// Takes up the transfers an earlier run left in the spool. Each one's
+    /// envelope is verified again against today's trust store.
+    fn resume_spooled(&mut self) {
+        for found in checkpoint::load_all(&self.store) {
+            let (transfer, stream) = (found.checkpoint.transfer, found.checkpoint.stream);
+            let verified = match self.check_resumable(&found.checkpoint, &found.envelope) {
+                Ok(verified) => verified,
+                Err(reason) => {
+                    warn!(%transfer, "discarding a spooled transfer: {reason}");
+                    found.spool.discard();
+                    continue;
+                }
+            };
+            let (done, blocks) = (found.checkpoint.done.count(), found.checkpoint.done.len());
+            info!(%transfer, done, blocks, "resuming a transfer from the spool");
+            let checkpoint = Box::new(found.checkpoint.clone());
+            self.submit(Job::Open {
+                spool: found.spool,
+                checkpoint,
+            });
+            let started = Instant::now();
+            self.spooling.insert(
+                transfer,
+                Spooling {
+                    verified,
+                    stream,
+                    started,
+                },
+            );
+            if let Err(error) = self.core.resume(started, found.checkpoint) {
+                warn!(%transfer, "cannot resume: {error}");
+                self.spooling.remove(&transfer);
+                self.submit(Job::Discard { transfer });
+            }
+        }
+    }
+
+    fn check_resumable(
+        &self,
+        checkpoint: &Checkpoint,
+        envelope: &[u8],
+    ) -> Result<VerifiedManifest, String> {
+        let verified = self
+            .trust
+            .verify_envelope(envelope, unix_now())
+            .map_err(|e| format!("its envelope no longer verifies: {e}"))?;
+        let manifest = &verified.manifest;
+        if manifest.payload.length != checkpoint.payload_len {
+            return Err("its checkpoint disagrees with its signed length".into());
+        }
+        if checkpoint.stream != manifest.kind.stream() {
+            return Err("its checkpoint names the wrong stream".into());
+        }
+        if self.store.contains(&manifest.bundle_id) {
+            return Err("the bundle is already in quarantine".into());
+        }
+        Ok(verified)
     }
 
     fn on_datagram(&mut self, bytes: &[u8]) {
@@ -227,7 +297,7 @@ impl Driver {
                     transfer,
                     offset,
                     data,
-                } => self.on_block(transfer, offset, &data),
+                } => self.on_block(transfer, offset, data),
                 Event::Complete { transfer, stats } => self.on_complete(transfer, &stats),
                 Event::Failed {
                     transfer,
@@ -287,11 +357,26 @@ impl Driver {
                 info!(%transfer, %bundle, kind = %manifest.kind, signer = %verified.signer,
                     subject = %manifest.subject.digest, bytes = length, "manifest verified, receiving");
                 let started = Instant::now();
+                let Some(fec) = self.core.fec_params(transfer) else {
+                    spool.discard();
+                    return;
+                };
+                let done = BlockMap::new(fec.block_count(length));
+                let checkpoint = Checkpoint {
+                    transfer,
+                    stream,
+                    fec,
+                    payload_len: length,
+                    done,
+                };
+                self.submit(Job::Open {
+                    spool,
+                    checkpoint: Box::new(checkpoint),
+                });
                 self.spooling.insert(
                     transfer,
                     Spooling {
                         verified,
-                        spool,
                         stream,
                         started,
                     },
@@ -305,16 +390,13 @@ impl Driver {
         }
     }
 
-    fn on_block(&mut self, transfer: TransferId, offset: u64, data: &[u8]) {
-        let Some(entry) = self.spooling.get(&transfer) else {
-            return;
-        };
-        if let Err(error) = entry.spool.write_payload(offset, data) {
-            error!(%transfer, "spool write failed, abandoning the transfer: {error}");
-            self.core.refuse(transfer);
-            if let Some(entry) = self.spooling.remove(&transfer) {
-                entry.spool.discard();
-            }
+    fn on_block(&mut self, transfer: TransferId, offset: u64, data: Vec<u8>) {
+        if self.spooling.contains_key(&transfer) {
+            self.submit(Job::Write {
+                transfer,
+                offset,
+                data,
+            });
         }
     }
 
@@ -328,17 +410,12 @@ impl Driver {
         });
         let seconds = entry.started.elapsed().as_secs_f64();
         let record = TransferRecord::new(transfer.to_string(), entry.stream.0, stats, seconds);
-        let job = Finished {
+        let finishing = Finishing {
+            transfer,
             verified: entry.verified,
-            spool: entry.spool,
-            transfer: record,
+            record,
         };
-        if let Some(finalizer) = &self.finalizer
-            && let Err(mpsc::SendError(job)) = finalizer.send(job)
-        {
-            error!(%transfer, "finalizer is gone; discarding the bundle");
-            job.spool.discard();
-        }
+        self.submit(Job::Finish(Box::new(finishing)));
     }
 
     fn on_failed(&mut self, transfer: TransferId, reason: &FailReason, stats: &TransferStats) {
@@ -347,7 +424,7 @@ impl Driver {
         let text = reason.to_string();
         let rejection = match self.spooling.remove(&transfer) {
             Some(entry) => {
-                entry.spool.discard();
+                self.submit(Job::Discard { transfer });
                 let bundle = entry.verified.manifest.bundle_id;
                 error!(%transfer, %bundle, code, datagrams = stats.datagrams, "transfer failed: {text}");
                 Rejection::signed(&entry.verified, transfer.to_string(), code, text, at)
@@ -367,37 +444,9 @@ impl Driver {
         }
     }
 
-    fn start_finalizer(&mut self) {
-        let (tx, rx) = mpsc::channel::<Finished>();
-        let store = self.store.clone();
-        let stats = self.stats.clone();
-        let spawned = thread::Builder::new()
-            .name("sluice-verify".into())
-            .spawn(move || {
-                for job in rx {
-                    let quarantined = finalize(&store, job);
-                    if let Ok(mut s) = stats.lock() {
-                        s.quarantined += u64::from(quarantined);
-                        s.rejected += u64::from(!quarantined);
-                    }
-                }
-            });
-        match spawned {
-            Ok(handle) => {
-                self.finalizer = Some(tx);
-                self.finalizer_thread = Some(handle);
-            }
-            Err(error) => error!("cannot start the verification thread: {error}"),
-        }
-    }
-
-    fn stop_finalizer(&mut self) {
-        self.finalizer = None;
-        if let Some(thread) = self.finalizer_thread.take() {
-            let _ = thread.join();
-        }
-        for (_, entry) in self.spooling.drain() {
-            entry.spool.discard();
+    fn submit(&self, job: Job) {
+        if let Some(pipeline) = &self.pipeline {
+            pipeline.submit(job);
         }
     }
 

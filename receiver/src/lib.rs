@@ -13,9 +13,13 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod checkpoint;
 pub mod config;
 pub mod daemon;
+pub mod evidence;
 pub mod finalize;
+pub mod pipeline;
 pub mod record;
 pub mod store;
 pub mod trust;
+pub mod validate;

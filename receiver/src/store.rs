@@ -88,16 +88,11 @@ impl Store {
         self.root.join("quarantine")
     }
 
-    /// Removes what a crash may have left half-done: spool files and
-    /// unfinished quarantine entries. Returns how many were removed.
-    // Limitation: partial transfers are discarded on restart rather than
-    // resumed, so a receiver restart costs the transfers in flight.
+    /// Removes unfinished quarantine entries a crash may have left.
+    /// Spool files are the checkpoint module's: they may be resumed.
+    /// Returns how many were removed.
     pub fn clean_leftovers(&self) -> Result<usize, StoreError> {
         let mut removed = 0;
-        for entry in read_dir(&self.root.join("spool"))? {
-            fs::remove_file(&entry).map_err(io_err("remove", &entry))?;
-            removed += 1;
-        }
         for entry in read_dir(&self.quarantine_dir())? {
             if is_temporary(&entry) {
                 fs::remove_dir_all(&entry).map_err(io_err("remove", &entry))?;
@@ -275,9 +270,19 @@ impl SpoolFile {
         self.envelope_len
     }
 
-    /// Deletes the spool file.
+    /// A spool file found again after a restart.
+    pub fn reopen(file: File, path: PathBuf, envelope_len: u64) -> Self {
+        Self {
+            file,
+            path,
+            envelope_len,
+        }
+    }
+
+    /// Deletes the spool file and its checkpoint.
     pub fn discard(self) {
         let _ = fs::remove_file(&self.path);
+        let _ = fs::remove_file(self.path.with_extension("state"));
     }
 }
 
@@ -431,12 +436,11 @@ mod tests {
     fn leftovers_of_a_crash_are_cleaned() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let _ = spool(&store, 7, b"partial");
         fs::create_dir(store.quarantine_dir().join(".tmp-b9")).unwrap();
         store
             .quarantine(spool(&store, 8, b"whole"), &record("b8"))
             .unwrap();
-        assert_eq!(store.clean_leftovers().unwrap(), 2);
+        assert_eq!(store.clean_leftovers().unwrap(), 1);
         assert_eq!(store.list().unwrap().len(), 1);
     }
 

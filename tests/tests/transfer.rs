@@ -277,3 +277,61 @@ fn daemon_config(to: std::net::SocketAddr, lab: &Lab, root: &Path) -> String {
         root.join("report").display()
     )
 }
+
+#[test]
+fn a_carousel_completes_what_no_single_pass_could() {
+    let mut lab = Lab::start(10);
+    let to = lab.diode(&["--loss", "30%", "--seed", "8"]);
+    let (image, _) = lab.pack_samples();
+    let mut cmd = Command::new(binary("sluice-send"));
+    cmd.args([
+        "send",
+        "--to",
+        &to.to_string(),
+        "--rate",
+        "200M",
+        "--passes",
+        "3",
+    ])
+    .arg(&image);
+    let output = run_ok(&mut cmd);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("in 3 passes"));
+
+    let records = lab.wait_quarantined(&[id_of(&image)]);
+    assert_identical(&lab, &image);
+    assert!(
+        records[0].transfer.blocks_rebuilt > 0,
+        "{:?}",
+        records[0].transfer
+    );
+}
+
+#[test]
+fn a_receiver_killed_mid_transfer_resumes_from_its_spool() {
+    let mut lab = Lab::start(20);
+    let bundle = lab.path("big.sluice");
+    write_raw_bundle(&lab.image_key, &pattern(40 * BLOCK), &bundle);
+    let sender = Command::new(binary("sluice-send"))
+        .args([
+            "send",
+            "--to",
+            &lab.receiver_addr.to_string(),
+            "--rate",
+            "40M",
+            "--passes",
+            "3",
+        ])
+        .arg(&bundle)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut sender = sluice_tests::lab::ChildGuard(sender);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    lab.crash_and_restart_receiver();
+    assert!(sender.0.wait().unwrap().success());
+    lab.wait_quarantined(&[id_of(&bundle)]);
+    assert_identical(&lab, &bundle);
+    let log = lab.receiver_log();
+    assert!(log.contains("resuming a transfer from the spool"), "{log}");
+}

@@ -28,6 +28,7 @@ pub const SETTLE: Duration = Duration::from_secs(60);
 
 pub struct Lab {
     pub dir: TempDir,
+    idle_secs: u64,
     pub image_key: PathBuf,
     pub report_key: PathBuf,
     pub trust: PathBuf,
@@ -47,14 +48,18 @@ impl Lab {
         let image_key = keygen(dir.path(), "image", Some(&trust));
         let report_key = keygen(dir.path(), "report", Some(&trust));
         let state = dir.path().join("state");
-        let (receiver, receiver_addr) = start_receiver(dir.path(), &trust, &state, idle_secs);
+        let listen = format!("127.0.0.1:{}", free_udp_port().unwrap())
+            .parse()
+            .unwrap();
+        let receiver = start_receiver(dir.path(), &trust, &state, listen, idle_secs);
         Self {
             dir,
+            idle_secs,
             image_key,
             report_key,
             trust,
             state,
-            receiver_addr,
+            receiver_addr: listen,
             receiver,
             diodes: Vec::new(),
         }
@@ -196,6 +201,15 @@ impl Lab {
         read(&self.dir.path().join("recv.log"))
     }
 
+    /// Kills the receiver without warning, as a crash would, and starts it
+    /// again on the same state directory and port.
+    pub fn crash_and_restart_receiver(&mut self) {
+        self.receiver.0.kill().unwrap();
+        self.receiver.0.wait().unwrap();
+        let (dir, trust, state) = (self.dir.path(), &self.trust, &self.state);
+        self.receiver = start_receiver(dir, trust, state, self.receiver_addr, self.idle_secs);
+    }
+
     /// True while the receiver process is alive.
     pub fn receiver_alive(&mut self) -> bool {
         self.receiver.0.try_wait().unwrap().is_none()
@@ -249,11 +263,19 @@ fn start_receiver(
     dir: &Path,
     trust: &Path,
     state: &Path,
+    listen: SocketAddr,
     idle_secs: u64,
-) -> (ChildGuard, SocketAddr) {
-    let port = free_udp_port().unwrap();
-    let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+) -> ChildGuard {
     let log = dir.join("recv.log");
+    let log_file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .unwrap();
+    let already = fs::read_to_string(&log)
+        .unwrap_or_default()
+        .matches("receiver listening")
+        .count();
     let child = Command::new(binary("sluice-recv"))
         .args([
             "run",
@@ -268,16 +290,16 @@ fn start_receiver(
         .arg(trust)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
+        .stderr(log_file)
         .spawn()
         .expect("sluice-recv runs (build with cargo test --workspace)");
     let guard = ChildGuard(child);
-    assert!(
-        wait_for_text(&log, "receiver listening", Duration::from_secs(10)),
-        "{}",
-        read(&log)
-    );
-    (guard, listen)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read(&log).matches("receiver listening").count() <= already {
+        assert!(Instant::now() < deadline, "{}", read(&log));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    guard
 }
 
 fn read(path: &Path) -> String {

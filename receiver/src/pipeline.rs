@@ -1,0 +1,258 @@
+//! The receiver's work behind the socket: a writer thread that puts rebuilt
+//! blocks into spool files, and a verifier thread that checks whole
+//! payloads and files them.
+//!
+//! ```text
+//!  net thread ──Job──▶ [bounded queue] ──▶ writer ──Finished──▶ verifier ──▶ quarantine/
+//!   (socket)            Open/Write/         (pwrite)              (fsync,       rejected/
+//!                       Finish/Discard                             blake3)
+//! ```
+//!
+//! The net thread only hands work over, so a slow disk or a long hash
+//! delays the queue, not the socket. Jobs of one transfer stay in order, so
+//! a `Finish` reaches the verifier only after every block is written.
+
+use std::collections::HashMap;
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use sluice_protocol::id::TransferId;
+use sluice_protocol::reassembly::Checkpoint;
+use sluice_protocol::trust::VerifiedManifest;
+use tracing::error;
+
+use crate::checkpoint;
+use crate::daemon::{DaemonStats, unix_now};
+use crate::finalize::{Finished, finalize};
+use crate::record::{Rejection, TransferRecord};
+use crate::store::{SpoolFile, Store, StoreError};
+
+/// Blocks queued for the writer at most; about 23 MiB with the default
+/// 183 KiB blocks. A full queue makes the net thread wait.
+const QUEUE_DEPTH: usize = 128;
+
+/// Work for the writer, in the order the net thread decided it.
+#[derive(Debug)]
+pub enum Job {
+    /// A transfer's envelope verified and its spool file exists; the
+    /// checkpoint says which blocks the file already holds.
+    Open {
+        spool: SpoolFile,
+        checkpoint: Box<Checkpoint>,
+    },
+    /// Payload bytes at an offset within the payload.
+    Write {
+        transfer: TransferId,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    /// Every block is written: verify and file the bundle.
+    Finish(Box<Finishing>),
+    /// The transfer ended without a payload: delete its spool file.
+    Discard { transfer: TransferId },
+}
+
+/// What the verifier needs besides the spool file.
+#[derive(Debug)]
+pub struct Finishing {
+    pub transfer: TransferId,
+    pub verified: VerifiedManifest,
+    pub record: TransferRecord,
+}
+
+/// The writer and verifier threads.
+#[derive(Debug)]
+pub struct Pipeline {
+    jobs: Option<SyncSender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Starts both threads.
+    pub fn start(store: Store, stats: Arc<Mutex<DaemonStats>>) -> std::io::Result<Self> {
+        let (finished_tx, finished_rx) = mpsc::channel::<Finished>();
+        let verifier_store = store.clone();
+        let verifier = thread::Builder::new()
+            .name("sluice-verify".into())
+            .spawn(move || verify_loop(&verifier_store, &finished_rx, &stats))?;
+        let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(QUEUE_DEPTH);
+        let writer = thread::Builder::new()
+            .name("sluice-write".into())
+            .spawn(move || write_loop(&store, &jobs_rx, &finished_tx))?;
+        Ok(Self {
+            jobs: Some(jobs_tx),
+            threads: vec![writer, verifier],
+        })
+    }
+
+    /// Queues a job, waiting while the queue is full.
+    pub fn submit(&self, job: Job) {
+        let Some(jobs) = &self.jobs else { return };
+        if let Err(mpsc::SendError(job)) = jobs.send(job) {
+            error!("the spool writer has stopped; dropping {job:?}");
+        }
+    }
+
+    /// Lets queued work finish, then stops both threads.
+    pub fn stop(&mut self) {
+        self.jobs = None;
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// How often the writer records progress of spools written to since.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// An open spool file, what it holds, and the first write error it met.
+struct Open {
+    spool: SpoolFile,
+    checkpoint: Checkpoint,
+    dirty: bool,
+    failure: Option<StoreError>,
+}
+
+fn write_loop(store: &Store, jobs: &Receiver<Job>, verifier: &Sender<Finished>) {
+    let mut open: HashMap<TransferId, Open> = HashMap::new();
+    let mut last_checkpoint = Instant::now();
+    loop {
+        match jobs.recv_timeout(CHECKPOINT_EVERY) {
+            Ok(job) => handle(store, &mut open, job, verifier),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            save_checkpoints(store, &mut open);
+            last_checkpoint = Instant::now();
+        }
+    }
+    // Stopping: what was spooled stays, with its checkpoint, for next time.
+    save_checkpoints(store, &mut open);
+}
+
+fn handle(
+    store: &Store,
+    open: &mut HashMap<TransferId, Open>,
+    job: Job,
+    verifier: &Sender<Finished>,
+) {
+    match job {
+        Job::Open { spool, checkpoint } => {
+            // Checkpointed at once, so even a crash in the first second
+            // leaves a spool the next run can take up.
+            let mut entry = Open {
+                spool,
+                checkpoint: *checkpoint,
+                dirty: true,
+                failure: None,
+            };
+            save_checkpoint(store, &mut entry);
+            open.insert(entry.checkpoint.transfer, entry);
+        }
+        Job::Write {
+            transfer,
+            offset,
+            data,
+        } => write(open, transfer, offset, &data),
+        Job::Finish(finishing) => finish(store, open, *finishing, verifier),
+        Job::Discard { transfer } => {
+            if let Some(entry) = open.remove(&transfer) {
+                entry.spool.discard();
+            }
+        }
+    }
+}
+
+fn save_checkpoints(store: &Store, open: &mut HashMap<TransferId, Open>) {
+    for entry in open.values_mut() {
+        save_checkpoint(store, entry);
+    }
+}
+
+fn save_checkpoint(store: &Store, entry: &mut Open) {
+    if !entry.dirty || entry.failure.is_some() {
+        return;
+    }
+    match checkpoint::save(store, &entry.spool, &entry.checkpoint) {
+        Ok(()) => entry.dirty = false,
+        Err(error) => error!(transfer = %entry.checkpoint.transfer, "cannot checkpoint: {error}"),
+    }
+}
+
+fn write(open: &mut HashMap<TransferId, Open>, transfer: TransferId, offset: u64, data: &[u8]) {
+    let Some(entry) = open.get_mut(&transfer) else {
+        return;
+    };
+    if entry.failure.is_some() {
+        return;
+    }
+    if let Err(failure) = entry.spool.write_payload(offset, data) {
+        error!(%transfer, "spool write failed; the bundle will be rejected: {failure}");
+        entry.failure = Some(failure);
+        return;
+    }
+    let block_len = entry.checkpoint.fec.block_len().max(1);
+    entry.checkpoint.done.insert(offset / block_len);
+    entry.dirty = true;
+}
+
+fn finish(
+    store: &Store,
+    open: &mut HashMap<TransferId, Open>,
+    finishing: Finishing,
+    verifier: &Sender<Finished>,
+) {
+    let Finishing {
+        transfer,
+        verified,
+        record,
+    } = finishing;
+    let Some(entry) = open.remove(&transfer) else {
+        return;
+    };
+    checkpoint::remove(store, transfer);
+    if let Some(failure) = entry.failure {
+        entry.spool.discard();
+        let reason = format!("could not write the spool: {failure}");
+        let rejection = Rejection::signed(
+            &verified,
+            transfer.to_string(),
+            "spool-io",
+            reason,
+            unix_now(),
+        );
+        if let Err(e) = store.reject(&rejection, None) {
+            error!(%transfer, "cannot record the rejection: {e}");
+        }
+        return;
+    }
+    let job = Finished {
+        verified,
+        spool: entry.spool,
+        transfer: record,
+    };
+    if let Err(mpsc::SendError(job)) = verifier.send(job) {
+        error!(%transfer, "the verifier has stopped; discarding the bundle");
+        job.spool.discard();
+    }
+}
+
+fn verify_loop(store: &Store, finished: &Receiver<Finished>, stats: &Mutex<DaemonStats>) {
+    for job in finished {
+        let quarantined = finalize(store, job);
+        if let Ok(mut s) = stats.lock() {
+            s.quarantined += u64::from(quarantined);
+            s.rejected += u64::from(!quarantined);
+        }
+    }
+}
