@@ -28,6 +28,16 @@ pub const MAGIC: [u8; 4] = *b"SLCE";
 pub const VERSION: u8 = 1;
 /// Bytes of header before the body.
 pub const HEADER_LEN: usize = 44;
+/// Largest data + parity count per block a Sluice receiver accepts.
+pub const MAX_SHARDS_PER_BLOCK: u16 = 1024;
+/// Largest shard a Sluice receiver accepts: a 9000-byte jumbo frame less
+/// the IPv4, UDP and Sluice headers.
+pub const MAX_SHARD_LEN: u16 = 9000 - 28 - HEADER_LEN as u16;
+/// Largest block (data shards times shard length) a receiver accepts.
+pub const MAX_BLOCK_LEN: u64 = 4 << 20;
+/// Most blocks one payload may have, which bounds the receiver's map of
+/// delivered blocks to 2 MiB.
+pub const MAX_BLOCKS: u64 = 1 << 24;
 /// The FEC scheme number for Reed-Solomon over GF(2^16) as implemented by
 /// the Leopard-style `reed-solomon-simd` codec.
 pub const FEC_REED_SOLOMON_16: u8 = 1;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::blockmap::BlockMap;
 use crate::fec::Decoder;
-use crate::frame::{Datagram, FecParams, FrameError, Header, Kind};
+use crate::frame::{self, Datagram, FecParams, FrameError, Header, Kind};
 use crate::id::{StreamId, TransferId};
 use crate::transmit::fragment_count;
 
@@ -55,14 +55,14 @@ pub struct ReassemblyConfig {
 impl Default for ReassemblyConfig {
     fn default() -> Self {
         Self {
-            max_transfers: 32,
+            max_transfers: 16,
             max_unverified: 8,
             max_envelope_len: (1 << 20) + 76,
             max_unverified_bytes: 4 << 20,
             max_pending_blocks: 64,
-            max_pending_bytes: 64 << 20,
-            max_shards_per_block: 4096,
-            max_shard_len: 8972,
+            max_pending_bytes: 16 << 20,
+            max_shards_per_block: frame::MAX_SHARDS_PER_BLOCK,
+            max_shard_len: frame::MAX_SHARD_LEN,
             idle_timeout: Duration::from_secs(30),
             finished_memory: 4096,
         }
@@ -385,6 +385,7 @@ impl Reassembler {
         let fec = header.fec;
         if fec.shards_per_block() > self.config.max_shards_per_block
             || fec.shard_len > self.config.max_shard_len
+            || fec.block_len() > frame::MAX_BLOCK_LEN
         {
             return Err(Drop::FecTooLarge);
         }
@@ -676,7 +677,7 @@ impl Transfer {
             self.pending_bytes = 0;
         }
         let block_count = self.fec.block_count(payload_len);
-        if block_count > u64::from(u32::MAX) + 1 {
+        if block_count > frame::MAX_BLOCKS {
             return Outcome::Failed(FailReason::TooManyBlocks { payload_len });
         }
         self.stage = Stage::Receiving(Progress {

@@ -29,6 +29,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::checkpoint;
 use crate::config::ReceiverConfig;
+use crate::gate::{RejectionGate, SUMMARY_EVERY};
 use crate::pipeline::{Finishing, Job, Pipeline};
 use crate::record::{Rejection, TransferRecord};
 use crate::store::{SpoolFile, Store};
@@ -154,6 +155,8 @@ struct Driver {
     pipeline: Option<Pipeline>,
     stats: Arc<Mutex<DaemonStats>>,
     next_timer: Option<Instant>,
+    gate: RejectionGate,
+    next_summary: Instant,
 }
 
 impl Driver {
@@ -172,6 +175,8 @@ impl Driver {
             pipeline: None,
             stats,
             next_timer: None,
+            gate: RejectionGate::new(Instant::now()),
+            next_summary: Instant::now() + SUMMARY_EVERY,
         }
     }
 
@@ -277,6 +282,16 @@ impl Driver {
 
     fn run_timers(&mut self) {
         let now = Instant::now();
+        if now >= self.next_summary {
+            self.next_summary = now + SUMMARY_EVERY;
+            let suppressed = self.gate.take_suppressed();
+            if suppressed > 0 {
+                warn!(
+                    suppressed,
+                    "unverified transfers rejected without a record (rate limit)"
+                );
+            }
+        }
         if self.next_timer.is_some_and(|at| at <= now) {
             self.core.handle_timeout(now);
         }
@@ -313,81 +328,110 @@ impl Driver {
             Ok(verified) => verified,
             Err(error) => {
                 self.core.refuse(transfer);
-                let code = verify_code(&error);
                 let reason = format!("signature check failed: {error}");
-                error!(%transfer, %stream, code, "transfer rejected: {reason}");
-                self.reject(
-                    Rejection::unauthenticated(transfer.to_string(), code, reason, unix_now()),
-                    None,
-                );
+                let id = transfer.to_string();
+                self.reject(Rejection::unauthenticated(
+                    id,
+                    verify_code(&error),
+                    reason,
+                    unix_now(),
+                ));
                 return;
             }
         };
-        if let Some((code, reason)) = envelope_problem(&verified, stream, envelope.len()) {
+        if let Some((code, reason)) = self.refusal(&verified, stream, envelope.len()) {
             self.core.refuse(transfer);
-            error!(%transfer, %stream, code, "transfer rejected: {reason}");
             let at = unix_now();
-            let rejection = Rejection::signed(&verified, transfer.to_string(), code, reason, at);
-            self.reject(rejection, None);
+            self.reject(Rejection::signed(
+                &verified,
+                transfer.to_string(),
+                code,
+                reason,
+                at,
+            ));
             return;
         }
         let manifest = &verified.manifest;
         let (bundle, length) = (manifest.bundle_id, manifest.payload.length);
-        if length > self.max_bundle_bytes {
+        if self.store.contains(&bundle) || self.in_flight(&verified) {
             self.core.refuse(transfer);
-            let reason = format!(
-                "payload of {length} bytes is over the configured max_bundle_bytes of {}",
-                self.max_bundle_bytes
-            );
-            error!(%transfer, %bundle, "bundle rejected: {reason}");
-            let at = unix_now();
-            self.reject(
-                Rejection::signed(&verified, transfer.to_string(), "too-large", reason, at),
-                None,
-            );
-            return;
-        }
-        if self.store.contains(&bundle) {
-            self.core.refuse(transfer);
-            info!(%transfer, %bundle, "bundle already in quarantine; ignoring this copy");
+            debug!(%transfer, %bundle, "bundle already received or in flight; ignoring this copy");
             return;
         }
         match self.store.create_spool(transfer, envelope) {
             Ok(spool) => {
                 info!(%transfer, %bundle, kind = %manifest.kind, signer = %verified.signer,
                     subject = %manifest.subject.digest, bytes = length, "manifest verified, receiving");
-                let started = Instant::now();
-                let Some(fec) = self.core.fec_params(transfer) else {
-                    spool.discard();
-                    return;
-                };
-                let done = BlockMap::new(fec.block_count(length));
-                let checkpoint = Checkpoint {
-                    transfer,
-                    stream,
-                    fec,
-                    payload_len: length,
-                    done,
-                };
-                self.submit(Job::Open {
-                    spool,
-                    checkpoint: Box::new(checkpoint),
-                });
-                self.spooling.insert(
-                    transfer,
-                    Spooling {
-                        verified,
-                        stream,
-                        started,
-                    },
-                );
-                self.core.accept(transfer, length);
+                self.start_spooling(transfer, stream, verified, spool);
             }
             Err(error) => {
                 self.core.refuse(transfer);
                 error!(%transfer, %bundle, "cannot spool the bundle: {error}");
             }
         }
+    }
+
+    /// Why a verified envelope is still refused, if it is.
+    fn refusal(
+        &self,
+        verified: &VerifiedManifest,
+        stream: StreamId,
+        received_len: usize,
+    ) -> Option<(&'static str, String)> {
+        if let Some(problem) = envelope_problem(verified, stream, received_len) {
+            return Some(problem);
+        }
+        let length = verified.manifest.payload.length;
+        (length > self.max_bundle_bytes).then(|| {
+            let limit = self.max_bundle_bytes;
+            let reason = format!("payload of {length} bytes is over max_bundle_bytes ({limit})");
+            ("too-large", reason)
+        })
+    }
+
+    /// True if another transfer is already bringing the same bundle: a
+    /// replayed envelope must not claim a second spool and budget.
+    fn in_flight(&self, verified: &VerifiedManifest) -> bool {
+        let id = verified.manifest.bundle_id;
+        self.spooling
+            .values()
+            .any(|s| s.verified.manifest.bundle_id == id)
+    }
+
+    fn start_spooling(
+        &mut self,
+        transfer: TransferId,
+        stream: StreamId,
+        verified: VerifiedManifest,
+        spool: SpoolFile,
+    ) {
+        let length = verified.manifest.payload.length;
+        let Some(fec) = self.core.fec_params(transfer) else {
+            spool.discard();
+            return;
+        };
+        let done = BlockMap::new(fec.block_count(length));
+        let checkpoint = Checkpoint {
+            transfer,
+            stream,
+            fec,
+            payload_len: length,
+            done,
+        };
+        self.submit(Job::Open {
+            spool,
+            checkpoint: Box::new(checkpoint),
+        });
+        let started = Instant::now();
+        self.spooling.insert(
+            transfer,
+            Spooling {
+                verified,
+                stream,
+                started,
+            },
+        );
+        self.core.accept(transfer, length);
     }
 
     fn on_block(&mut self, transfer: TransferId, offset: u64, data: Vec<u8>) {
@@ -419,29 +463,38 @@ impl Driver {
     }
 
     fn on_failed(&mut self, transfer: TransferId, reason: &FailReason, stats: &TransferStats) {
-        let code = fail_code(reason);
-        let at = unix_now();
-        let text = reason.to_string();
+        let (code, at, text) = (fail_code(reason), unix_now(), reason.to_string());
+        let id = transfer.to_string();
         let rejection = match self.spooling.remove(&transfer) {
             Some(entry) => {
                 self.submit(Job::Discard { transfer });
-                let bundle = entry.verified.manifest.bundle_id;
-                error!(%transfer, %bundle, code, datagrams = stats.datagrams, "transfer failed: {text}");
-                Rejection::signed(&entry.verified, transfer.to_string(), code, text, at)
+                Rejection::signed(&entry.verified, id, code, text, at)
             }
-            None => {
-                warn!(%transfer, code, datagrams = stats.datagrams, "transfer failed: {text}");
-                Rejection::unauthenticated(transfer.to_string(), code, text, at)
+            // An evicted stranger is not worth a record: it cost nothing.
+            None if matches!(reason, FailReason::Evicted) => {
+                debug!(%transfer, datagrams = stats.datagrams, "unverified transfer evicted");
+                return;
             }
+            None => Rejection::unauthenticated(id, code, text, at),
         };
-        self.reject(rejection, None);
+        self.reject(rejection);
     }
 
-    fn reject(&self, rejection: Rejection, spool: Option<SpoolFile>) {
+    /// Counts a rejection, and records and logs it if the gate lets it
+    /// through; traffic no trusted key signed cannot make the receiver
+    /// write or log without bound.
+    fn reject(&mut self, rejection: Rejection) {
         self.with_stats(|s| s.rejected += 1);
-        if let Err(error) = self.store.reject(&rejection, spool) {
-            error!(id = %rejection.id, "cannot record the rejection: {error}");
+        let (id, code, reason) = (&rejection.id, &rejection.code, &rejection.reason);
+        if !self.gate.admit(&rejection, Instant::now()) {
+            debug!(%id, code, "rejected (not recorded): {reason}");
+            return;
         }
+        match &rejection.signer {
+            Some(signer) => error!(%id, code, %signer, "bundle rejected: {reason}"),
+            None => warn!(%id, code, "unverified transfer rejected: {reason}"),
+        }
+        self.submit(Job::Reject(Box::new(rejection)));
     }
 
     fn submit(&self, job: Job) {

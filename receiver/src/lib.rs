@@ -18,6 +18,7 @@ pub mod config;
 pub mod daemon;
 pub mod evidence;
 pub mod finalize;
+pub mod gate;
 pub mod pipeline;
 pub mod record;
 pub mod store;

@@ -53,6 +53,8 @@ pub enum Job {
     Finish(Box<Finishing>),
     /// The transfer ended without a payload: delete its spool file.
     Discard { transfer: TransferId },
+    /// Write down a rejection, off the receive path.
+    Reject(Box<Rejection>),
 }
 
 /// What the verifier needs besides the spool file.
@@ -168,6 +170,11 @@ fn handle(
         Job::Discard { transfer } => {
             if let Some(entry) = open.remove(&transfer) {
                 entry.spool.discard();
+            }
+        }
+        Job::Reject(rejection) => {
+            if let Err(error) = store.reject(&rejection, None) {
+                error!(id = %rejection.id, "cannot record the rejection: {error}");
             }
         }
     }

@@ -93,7 +93,13 @@ impl Store {
     /// Returns how many were removed.
     pub fn clean_leftovers(&self) -> Result<usize, StoreError> {
         let mut removed = 0;
-        for entry in read_dir(&self.quarantine_dir())? {
+        let staging = [self.quarantine_dir(), self.root.join("rejected")];
+        for entry in staging
+            .iter()
+            .map(|dir| read_dir(dir))
+            .collect::<Result<Vec<_>, _>>()?
+            .concat()
+        {
             if is_temporary(&entry) {
                 fs::remove_dir_all(&entry).map_err(io_err("remove", &entry))?;
                 removed += 1;
@@ -156,11 +162,14 @@ impl Store {
     ) -> Result<PathBuf, StoreError> {
         let rejected = self.root.join("rejected");
         let authenticated = rejection.signer.is_some();
-        let name = rejection_dir_name(rejection.at, authenticated, &rejection.id);
+        let name = rejection_dir_name(rejection);
         let staging = rejected.join(format!(".tmp-{name}"));
         let target = rejected.join(&name);
         let spool = if authenticated { spool } else { discard(spool) };
-        self.commit_dir(&staging, &target, spool, rejection)?;
+        if let Err(error) = self.commit_dir(&staging, &target, spool, rejection) {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(error);
+        }
         if !authenticated {
             self.prune_unauthenticated()?;
         }
@@ -328,14 +337,20 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
 /// Marks rejection directories of transfers whose signature never verified.
 const UNAUTHENTICATED_MARK: &str = "-unverified-";
 
-/// `<time, zero-padded>-<signed|unverified>-<id>`: sorts oldest first.
-pub fn rejection_dir_name(at: u64, authenticated: bool, id: &str) -> String {
-    let mark = if authenticated {
+/// `<time, zero-padded>-<signed|unverified>-<id>[-<transfer>]`: sorts
+/// oldest first, and two transfers of one bundle never share a name.
+pub fn rejection_dir_name(rejection: &Rejection) -> String {
+    let (at, id, transfer) = (rejection.at, &rejection.id, &rejection.transfer);
+    let mark = if rejection.signer.is_some() {
         "-signed-"
     } else {
         UNAUTHENTICATED_MARK
     };
-    format!("{at:020}{mark}{id}")
+    if id == transfer {
+        format!("{at:020}{mark}{id}")
+    } else {
+        format!("{at:020}{mark}{id}-{transfer}")
+    }
 }
 
 fn file_name(path: &Path) -> String {

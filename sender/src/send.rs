@@ -234,6 +234,7 @@ impl LinkArgs {
     /// The FEC parameters these settings give, checked.
     pub fn fec_params(&self, ipv6: bool) -> anyhow::Result<FecParams> {
         let shard_len = TransmitConfig::shard_len_for_mtu(self.mtu, ipv6)?;
+        check_receiver_limits(self.mtu, shard_len, self.data_shards, self.parity_shards)?;
         let fec = FecParams {
             data: self.data_shards,
             parity: self.parity_shards,
@@ -263,6 +264,28 @@ impl Default for LinkArgs {
             window: None,
         }
     }
+}
+
+/// Refuses settings every Sluice receiver would drop, before the link is used.
+fn check_receiver_limits(mtu: usize, shard_len: u16, data: u16, parity: u16) -> anyhow::Result<()> {
+    use sluice_protocol::frame::{MAX_BLOCK_LEN, MAX_SHARD_LEN, MAX_SHARDS_PER_BLOCK};
+    anyhow::ensure!(
+        shard_len <= MAX_SHARD_LEN,
+        "--mtu {mtu} is larger than a receiver accepts; use at most 9000 (a jumbo frame)"
+    );
+    let shards = u32::from(data) + u32::from(parity);
+    anyhow::ensure!(
+        shards <= u32::from(MAX_SHARDS_PER_BLOCK),
+        "{data} data + {parity} parity shards is more than the {MAX_SHARDS_PER_BLOCK} per block \
+         a receiver accepts"
+    );
+    let block = u64::from(data) * u64::from(shard_len);
+    anyhow::ensure!(
+        block <= MAX_BLOCK_LEN,
+        "a block of {data} shards of {shard_len} bytes is {block} bytes, more than the \
+         {MAX_BLOCK_LEN} a receiver accepts; use fewer data shards"
+    );
+    Ok(())
 }
 
 /// An open bundle file: its envelope read and its manifest decoded.
@@ -414,6 +437,37 @@ mod tests {
         let fec = LinkArgs::default().fec_params(false).unwrap();
         assert_eq!(fec.shard_len, 1428);
         assert_eq!((fec.data, fec.parity), (128, 32));
+    }
+
+    #[test]
+    fn settings_a_receiver_would_drop_are_refused() {
+        let jumbo = LinkArgs {
+            mtu: 9000,
+            ..LinkArgs::default()
+        };
+        assert!(jumbo.fec_params(false).is_ok());
+        let too_big = LinkArgs {
+            mtu: 9100,
+            ..LinkArgs::default()
+        };
+        assert!(
+            too_big
+                .fec_params(false)
+                .unwrap_err()
+                .to_string()
+                .contains("--mtu 9100")
+        );
+        let many = LinkArgs {
+            data_shards: 1000,
+            parity_shards: 200,
+            ..LinkArgs::default()
+        };
+        assert!(
+            many.fec_params(false)
+                .unwrap_err()
+                .to_string()
+                .contains("1024")
+        );
     }
 
     #[test]

@@ -82,10 +82,10 @@ fn payload_byte_flipped_after_signing_is_rejected() {
     assert_eq!(rejection.code, "payload-hash");
     assert_eq!(rejection.id, id_of(&bundle));
     assert!(rejection.signer.is_some(), "the signature itself was good");
-    let kept =
-        lab.state
-            .join("rejected")
-            .join(rejection_dir_name(rejection.at, true, &rejection.id));
+    let kept = lab
+        .state
+        .join("rejected")
+        .join(rejection_dir_name(&rejection));
     assert!(
         kept.join("bundle.sluice").is_file(),
         "signed bytes are kept for forensics"
