@@ -23,6 +23,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod console;
 pub mod diode;
 pub mod hostcheck;
 pub mod impair;

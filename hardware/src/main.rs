@@ -5,7 +5,6 @@
 //! counters every few seconds and a summary when stopped with Ctrl-C or
 //! SIGTERM.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -104,7 +103,7 @@ impl Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging();
+    sluice_hardware::console::init_logging();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -168,14 +167,4 @@ fn watch(diode: &DiodeHandle, stop: &AtomicBool, interval: Duration) -> bool {
         thread::sleep(TICK);
     }
     false
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }

@@ -1,6 +1,7 @@
 //! The administrator's read-only views of the state directory: `list` and
 //! `show`. They read the records the daemon wrote and need no daemon.
 
+use sluice_hardware::outln;
 use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -59,20 +60,25 @@ pub fn list(args: &ListArgs) -> anyhow::Result<()> {
     }
     let entries = entries(&store)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
+        outln!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(());
     }
     if entries.is_empty() {
-        println!("quarantine is empty ({})", store.quarantine_dir().display());
+        outln!("quarantine is empty ({})", store.quarantine_dir().display());
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<32}  {:<6}  {:<20}  {:<16}  {:>10}  {:<20}  RELATED",
-        "ID", "KIND", "SUBJECT", "SIGNER", "SIZE", "RECEIVED"
+        "ID",
+        "KIND",
+        "SUBJECT",
+        "SIGNER",
+        "SIZE",
+        "RECEIVED"
     );
     for entry in &entries {
         let r = &entry.record;
-        println!(
+        outln!(
             "{:<32}  {:<6}  {:<20}  {:<16}  {:>10}  {:<20}  {}",
             r.bundle_id,
             r.kind.to_string(),
@@ -95,7 +101,7 @@ pub fn show(args: &ShowArgs) -> anyhow::Result<()> {
         record,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&entry)?);
+        outln!("{}", serde_json::to_string_pretty(&entry)?);
     } else {
         print_entry(&store, &entry);
     }
@@ -128,10 +134,10 @@ fn related(record: &Record, all: &[Record]) -> Vec<String> {
 
 fn print_entry(store: &Store, entry: &Entry) {
     let r = &entry.record;
-    println!("bundle      {}", r.bundle_id);
-    println!("state       {}", r.state);
-    println!("kind        {}", r.kind);
-    println!(
+    outln!("bundle      {}", r.bundle_id);
+    outln!("state       {}", r.state);
+    outln!("kind        {}", r.kind);
+    outln!(
         "subject     {}{}",
         r.subject_digest,
         r.subject_name
@@ -140,32 +146,38 @@ fn print_entry(store: &Store, entry: &Entry) {
             .unwrap_or_default()
     );
     if let Some(format) = &r.image_format {
-        println!("format      {format}");
+        outln!("format      {format}");
     }
-    println!("signer      {} (role {})", r.signer, r.role);
-    println!("created     {}", timestamp(r.created));
-    println!("received    {}", timestamp(r.received_at));
-    println!(
+    outln!("signer      {} (role {})", r.signer, r.role);
+    outln!("created     {}", timestamp(r.created));
+    outln!("received    {}", timestamp(r.received_at));
+    outln!(
         "size        {} ({} bytes payload, blake3 {})",
         human_bytes(r.bundle_len),
         r.payload_len,
         r.payload_blake3
     );
-    println!("path        {}", store.bundle_path(r).display());
+    outln!("path        {}", store.bundle_path(r).display());
     let t = &r.transfer;
-    println!(
+    outln!(
         "transfer    {} on stream {}: {} datagrams, {} duplicates, {} of {} blocks rebuilt with parity ({} shards)",
-        t.id, t.stream, t.datagrams, t.duplicates, t.blocks_rebuilt, t.blocks, t.shards_rebuilt
+        t.id,
+        t.stream,
+        t.datagrams,
+        t.duplicates,
+        t.blocks_rebuilt,
+        t.blocks,
+        t.shards_rebuilt
     );
-    println!("files       {}", r.files.len());
+    outln!("files       {}", r.files.len());
     for file in &r.files {
-        println!("  {:>10}  {:<16}  {}", file.size, file.kind, file.path);
+        outln!("  {:>10}  {:<16}  {}", file.size, file.kind, file.path);
     }
     let label = match r.kind {
         BundleKind::Image => "reports naming this image",
         BundleKind::Report => "image bundles with this subject",
     };
-    println!(
+    outln!(
         "{label}: {}",
         if entry.related.is_empty() {
             "none yet".to_owned()
@@ -178,15 +190,15 @@ fn print_entry(store: &Store, entry: &Entry) {
 fn list_rejected(store: &Store, json: bool) -> anyhow::Result<()> {
     let rejections: Vec<Rejection> = store.rejections()?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&rejections)?);
+        outln!("{}", serde_json::to_string_pretty(&rejections)?);
         return Ok(());
     }
     if rejections.is_empty() {
-        println!("nothing rejected");
+        outln!("nothing rejected");
     }
     for r in &rejections {
         let signer = r.signer.as_deref().unwrap_or("unverified");
-        println!(
+        outln!(
             "{}  {:<32}  {:<18}  signer {signer}\n    {}",
             timestamp(r.at),
             r.id,

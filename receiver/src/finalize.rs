@@ -8,7 +8,7 @@ use tracing::{error, info};
 
 use crate::daemon::unix_now;
 use crate::record::{Record, Rejection, TransferRecord};
-use crate::store::{SpoolFile, Store};
+use crate::store::{Filed, SpoolFile, Store};
 
 /// Bytes read at a time while hashing a payload.
 const HASH_CHUNK: usize = 1 << 20;
@@ -42,8 +42,17 @@ impl PayloadError {
     }
 }
 
-/// Verifies and files one bundle; returns true if it reached quarantine.
-pub fn finalize(store: &Store, job: Finished) -> bool {
+/// What became of a finished transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Quarantined,
+    /// Verified, but an earlier copy was already in quarantine.
+    Duplicate,
+    Rejected,
+}
+
+/// Verifies and files one bundle.
+pub fn finalize(store: &Store, job: Finished) -> Outcome {
     let bundle = job.verified.manifest.bundle_id;
     let transfer = job.transfer.id.clone();
     if let Err(problem) = check_payload(&job.verified, &job.spool) {
@@ -54,18 +63,22 @@ pub fn finalize(store: &Store, job: Finished) -> bool {
         if let Err(e) = store.reject(&rejection, Some(job.spool)) {
             error!(%bundle, "cannot record the rejection: {e}");
         }
-        return false;
+        return Outcome::Rejected;
     }
     let record = Record::new(&job.verified, job.transfer, unix_now());
     match store.quarantine(job.spool, &record) {
-        Ok(path) => {
+        Ok(Filed::New(path)) => {
             info!(%transfer, %bundle, kind = %record.kind, subject = %record.subject_digest,
                 path = %path.display(), "bundle verified and quarantined");
-            true
+            Outcome::Quarantined
+        }
+        Ok(Filed::AlreadyThere(_)) => {
+            info!(%transfer, %bundle, "bundle verified; an earlier copy is already in quarantine");
+            Outcome::Duplicate
         }
         Err(e) => {
             error!(%transfer, %bundle, "cannot move the bundle into quarantine: {e}");
-            false
+            Outcome::Rejected
         }
     }
 }

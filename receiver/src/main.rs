@@ -8,8 +8,10 @@ use std::sync::mpsc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use sluice_hardware::hostcheck::{self, Side};
+use sluice_hardware::socket::SocketOptions;
 use sluice_receiver::admin::{self, ListArgs, ShowArgs};
-use sluice_receiver::config::ReceiverConfig;
+use sluice_receiver::config::{ReceiverConfig, SocketSettings};
 use sluice_receiver::daemon;
 use tracing::info;
 
@@ -30,6 +32,8 @@ enum Command {
     List(ListArgs),
     /// Show one quarantined bundle in full.
     Show(ShowArgs),
+    /// Check this host's settings for receiving from a diode link.
+    CheckLink(hostcheck::CheckLinkArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,12 +56,13 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    init_logging();
+    sluice_hardware::console::init_logging();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Run(args) => run(args),
         Command::List(args) => admin::list(args),
         Command::Show(args) => admin::show(args),
+        Command::CheckLink(args) => check_link(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -115,11 +120,15 @@ fn build_config(args: &RunArgs) -> anyhow::Result<ReceiverConfig> {
     Ok(config)
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+fn check_link(args: &hostcheck::CheckLinkArgs) -> anyhow::Result<()> {
+    let buffers = SocketOptions {
+        recv_buffer: SocketSettings::default().recv_buffer,
+        send_buffer: 0,
+    };
+    let passed = hostcheck::run_check_link(Side::Receiver, args, &buffers)?;
+    anyhow::ensure!(
+        passed,
+        "this host is not ready to receive from a diode; see the fixes above"
+    );
+    Ok(())
 }

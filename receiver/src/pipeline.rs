@@ -26,7 +26,7 @@ use tracing::error;
 
 use crate::checkpoint;
 use crate::daemon::{DaemonStats, unix_now};
-use crate::finalize::{Finished, finalize};
+use crate::finalize::{Finished, Outcome, finalize};
 use crate::record::{Rejection, TransferRecord};
 use crate::store::{SpoolFile, Store, StoreError};
 
@@ -256,10 +256,10 @@ fn finish(
 
 fn verify_loop(store: &Store, finished: &Receiver<Finished>, stats: &Mutex<DaemonStats>) {
     for job in finished {
-        let quarantined = finalize(store, job);
+        let outcome = finalize(store, job);
         if let Ok(mut s) = stats.lock() {
-            s.quarantined += u64::from(quarantined);
-            s.rejected += u64::from(!quarantined);
+            s.quarantined += u64::from(outcome == Outcome::Quarantined);
+            s.rejected += u64::from(outcome == Outcome::Rejected);
         }
     }
 }

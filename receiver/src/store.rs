@@ -45,6 +45,23 @@ pub enum StoreError {
     NotFound { id: String },
 }
 
+/// Where a bundle ended up in quarantine.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Filed {
+    /// Moved in now.
+    New(PathBuf),
+    /// An earlier copy was already there; this one was discarded.
+    AlreadyThere(PathBuf),
+}
+
+impl Filed {
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::New(path) | Self::AlreadyThere(path) => path,
+        }
+    }
+}
+
 /// The state directory.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -139,19 +156,19 @@ impl Store {
     /// Moves a verified bundle into quarantine with its record. A bundle
     /// already there (a second copy that raced the first) is left as it is
     /// and the copy discarded.
-    pub fn quarantine(&self, spool: SpoolFile, record: &Record) -> Result<PathBuf, StoreError> {
+    pub fn quarantine(&self, spool: SpoolFile, record: &Record) -> Result<Filed, StoreError> {
         let id = record.bundle_id.clone();
         let staging = self.quarantine_dir().join(format!(".tmp-{id}"));
         let target = self.quarantine_dir().join(&id);
         if target.exists() {
             spool.discard();
-            return Ok(target);
+            return Ok(Filed::AlreadyThere(target));
         }
         let result = self.commit_dir(&staging, &target, Some(spool), record);
         if result.is_err() {
             let _ = fs::remove_dir_all(&staging);
         }
-        result.map(|()| target)
+        result.map(|()| Filed::New(target))
     }
 
     /// Records a rejection; keeps the bytes only if their signer was trusted.
@@ -417,11 +434,12 @@ mod tests {
     fn quarantine_moves_the_spool_file_whole() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let path = store
+        let filed = store
             .quarantine(spool(&store, 1, b"abc"), &record("b1"))
             .unwrap();
+        assert!(matches!(filed, Filed::New(_)));
         assert_eq!(
-            fs::read(path.join("bundle.sluice")).unwrap(),
+            fs::read(filed.path().join("bundle.sluice")).unwrap(),
             b"envelopeabc"
         );
         assert_eq!(store.list().unwrap(), vec![record("b1")]);
@@ -438,9 +456,10 @@ mod tests {
         store
             .quarantine(spool(&store, 1, b"first"), &record("b1"))
             .unwrap();
-        store
+        let again = store
             .quarantine(spool(&store, 2, b"other"), &record("b1"))
             .unwrap();
+        assert!(matches!(again, Filed::AlreadyThere(_)));
         let kept = fs::read(store.quarantine_dir().join("b1/bundle.sluice")).unwrap();
         assert_eq!(kept, b"envelopefirst");
         assert_eq!(read_dir(&store.quarantine_dir()).unwrap().len(), 1);

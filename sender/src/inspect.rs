@@ -5,6 +5,7 @@
 //! For an image input it prints the detected format, the subject digest, the
 //! refs on offer and every checked blob. It changes nothing on disk.
 
+use sluice_hardware::outln;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -87,7 +88,7 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
         .with_context(|| format!("inspecting {}", args.path.display()))?;
     let report = image_report(&args.path, &image);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_image(&report);
     }
@@ -112,7 +113,7 @@ pub fn bundle_report(path: &Path, trust: Option<&Path>) -> anyhow::Result<Bundle
 fn inspect_bundle(args: &InspectArgs) -> anyhow::Result<()> {
     let report = bundle_report(&args.path, args.trust.as_deref())?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_bundle(&report);
     }
@@ -216,36 +217,37 @@ fn image_report(path: &Path, image: &Image) -> ImageReport {
 }
 
 fn print_bundle(r: &BundleReport) {
-    println!("bundle     {}", r.bundle_id);
-    println!("kind       {}", r.kind);
-    println!("created    {}", r.created);
-    println!(
+    outln!("bundle     {}", r.bundle_id);
+    outln!("kind       {}", r.kind);
+    outln!("created    {}", r.created);
+    outln!(
         "subject    {}{}",
         r.subject,
         name_suffix(r.subject_name.as_deref())
     );
     if let Some(format) = &r.image_format {
-        println!("format     {format}");
+        outln!("format     {format}");
     }
-    println!("signer     {}", r.signer);
-    println!("signature  {}", r.signature);
+    outln!("signer     {}", r.signer);
+    outln!("signature  {}", r.signature);
     let state = if r.payload_matches {
         "matches the file"
     } else {
         "DOES NOT MATCH the file"
     };
-    println!(
+    outln!(
         "payload    {} bytes, blake3 {} ({state})",
-        r.payload_length, r.payload_blake3
+        r.payload_length,
+        r.payload_blake3
     );
-    println!("files      {}", r.files.len());
+    outln!("files      {}", r.files.len());
     for f in &r.files {
         let link = f
             .link_target
             .as_deref()
             .map(|t| format!(" -> {t}"))
             .unwrap_or_default();
-        println!(
+        outln!(
             "  {:>12}  {:<16} {}  {}{link}",
             f.size,
             f.kind,
@@ -256,15 +258,15 @@ fn print_bundle(r: &BundleReport) {
 }
 
 fn print_image(r: &ImageReport) {
-    println!("format     {}", r.format);
-    println!("subject    {}{}", r.subject, name_suffix(r.name.as_deref()));
+    outln!("format     {}", r.format);
+    outln!("subject    {}{}", r.subject, name_suffix(r.name.as_deref()));
     if !r.refs.is_empty() {
-        println!("refs       {}", r.refs.join(", "));
+        outln!("refs       {}", r.refs.join(", "));
     }
-    println!("blobs      {}", r.blobs.len());
+    outln!("blobs      {}", r.blobs.len());
     for blob in &r.blobs {
         let media = blob.media_type.as_deref().unwrap_or("-");
-        println!("  {:>12}  {}  {media}", blob.size, blob.digest);
+        outln!("  {:>12}  {}  {media}", blob.size, blob.digest);
     }
 }
 

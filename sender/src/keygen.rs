@@ -4,6 +4,7 @@
 //! by `keyfile`. This module does not decide where keys are trusted: the
 //! `.pub` file is carried to the high side by hand.
 
+use sluice_hardware::outln;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -63,10 +64,10 @@ pub fn run(args: &KeygenArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("sluice-{role}")));
     let paths = keyfile::write_key_pair(&key, &prefix, args.force)?;
-    println!("key id:      {}", key.id());
-    println!("role:        {role}");
-    println!("secret key:  {}", paths.secret.display());
-    println!("public key:  {}", paths.public.display());
+    outln!("key id:      {}", key.id());
+    outln!("role:        {role}");
+    outln!("secret key:  {}", paths.secret.display());
+    outln!("public key:  {}", paths.public.display());
     Ok(())
 }
 

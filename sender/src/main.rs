@@ -4,6 +4,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sluice_hardware::hostcheck::{self, Side};
+use sluice_hardware::socket::SocketOptions;
 use sluice_sender::{daemon, inspect, keygen, pack, send};
 
 /// Sluice low side: pack signed image and report bundles and send them
@@ -28,10 +30,12 @@ enum Command {
     Send(send::SendArgs),
     /// Run the sender daemon: watch inboxes, pack, send, archive.
     Run(daemon::RunArgs),
+    /// Check this host's settings for sending over a diode link.
+    CheckLink(hostcheck::CheckLinkArgs),
 }
 
 fn main() -> ExitCode {
-    init_logging();
+    sluice_hardware::console::init_logging();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Keygen(args) => keygen::run(args),
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Send(args) => send::run(args),
         Command::Run(args) => daemon::run(args),
+        Command::CheckLink(args) => check_link(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -49,11 +54,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+fn check_link(args: &hostcheck::CheckLinkArgs) -> anyhow::Result<()> {
+    let passed = hostcheck::run_check_link(Side::Sender, args, &SocketOptions::default())?;
+    anyhow::ensure!(
+        passed,
+        "this host is not ready to send over a diode; see the fixes above"
+    );
+    Ok(())
 }

@@ -13,6 +13,7 @@
 //! the output path unless every step succeeded, and temporary files are
 //! removed on error. This module does not send bundles.
 
+use sluice_hardware::outln;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, IsTerminal, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -209,7 +210,7 @@ pub fn run(command: &PackCommand) -> anyhow::Result<()> {
         PackCommand::Image(args) => run_image(args)?,
         PackCommand::Report(args) => run_report(args)?,
     };
-    println!(
+    outln!(
         "packed {} bundle {} for {} -> {} ({} files, {} bytes)",
         packed.kind,
         packed.bundle_id,

@@ -8,6 +8,7 @@
 //! Image bundles and report bundles travel on separate streams (ids 1 and
 //! 2), so the receiver never mixes their state.
 
+use sluice_hardware::outln;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -387,7 +388,7 @@ fn print_report(report: &SendReport) {
         1 => String::new(),
         n => format!(" in {n} passes"),
     };
-    println!(
+    outln!(
         "sent {} bundle {} ({} bytes) as transfer {}{passes}: {} datagrams, {:.2} s, {:.1} Mbit/s on the wire",
         report.kind,
         report.bundle_id,

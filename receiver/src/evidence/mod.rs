@@ -198,7 +198,7 @@ pub struct SourceRef {
 }
 
 /// The health of the host that produced a report bundle; see
-/// [`health`](self::health) for the document format.
+/// the `health` module for the document format.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HostHealth {
     pub format_version: u64,
