@@ -314,6 +314,8 @@ impl BundleFile {
              has trailing bytes, pack it again",
             path.display()
         );
+        check_payload_hash(&mut file, envelope.len() as u64, &manifest.payload.blake3)
+            .with_context(|| format!("checking {}", path.display()))?;
         Ok(Self {
             file,
             path: path.to_owned(),
@@ -330,6 +332,20 @@ impl BundleFile {
             .read_exact(out)
             .with_context(|| format!("reading {} at byte {start}", self.path.display()))
     }
+}
+
+/// Refuses a bundle whose payload no longer matches its signed hash, before
+/// a single datagram of it uses the link.
+fn check_payload_hash(file: &mut File, start: u64, expected: &[u8; 32]) -> anyhow::Result<()> {
+    file.seek(SeekFrom::Start(start))?;
+    let mut hasher = blake3::Hasher::new();
+    std::io::copy(file, &mut hasher)?;
+    anyhow::ensure!(
+        hasher.finalize().as_bytes() == expected,
+        "the payload does not match the hash its manifest signs; the bundle was damaged after \
+         packing, pack it again"
+    );
+    Ok(())
 }
 
 fn read_envelope(file: &mut File) -> anyhow::Result<Vec<u8>> {

@@ -14,7 +14,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
-use sluice_protocol::bundle::{BUNDLE_MAGIC, seal, signed_message};
+use std::process::Command;
+
+use sluice_protocol::bundle::{BUNDLE_MAGIC, envelope_len, seal, signed_message};
 use sluice_protocol::frame::FecParams;
 use sluice_protocol::id::{StreamId, TransferId};
 use sluice_protocol::manifest::BundleKind;
@@ -22,6 +24,7 @@ use sluice_protocol::transmit::{TransmitConfig, all_datagrams};
 use sluice_receiver::record::Rejection;
 use sluice_receiver::store::rejection_dir_name;
 use sluice_sender::keyfile::load_secret_key;
+use sluice_tests::lab::binary;
 use support::{Lab, id_of, keygen, pattern, raw_manifest, send, write_raw_bundle};
 
 #[test]
@@ -75,8 +78,21 @@ fn payload_byte_flipped_after_signing_is_rejected() {
     let mut bytes = fs::read(&bundle).unwrap();
     let last = bytes.len() - 1000;
     bytes[last] ^= 0x01;
-    fs::write(&bundle, bytes).unwrap();
-    send(lab.receiver_addr, &[&bundle]);
+    fs::write(&bundle, &bytes).unwrap();
+
+    // The sender checks the hash before using the link and refuses...
+    let refused = Command::new(binary("sluice-send"))
+        .args(["send", "--to", &lab.receiver_addr.to_string()])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("does not match the hash"));
+
+    // ...so put the damaged bundle on the wire by hand.
+    let split = envelope_len(&bytes).unwrap();
+    let (envelope, payload) = bytes.split_at(split);
+    blast(lab.receiver_addr, &[(TransferId(13), envelope, payload)]);
 
     let rejection = only_rejection(&mut lab);
     assert_eq!(rejection.code, "payload-hash");
