@@ -18,7 +18,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -132,11 +132,14 @@ impl Store {
         envelope: &[u8],
     ) -> Result<SpoolFile, StoreError> {
         let path = self.root.join("spool").join(format!("{transfer}.part"));
+        // Owner-only, like the bundles the sender writes: a spool holds
+        // bytes no administrator has released yet.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(0o600)
             .open(&path)
             .map_err(io_err("create", &path))?;
         file.write_all_at(envelope, 0)

@@ -63,6 +63,13 @@ pub fn run(args: &KeygenArgs) -> anyhow::Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("sluice-{role}")));
+    let dir = keyfile::parent_dir(&prefix);
+    anyhow::ensure!(
+        dir.is_dir(),
+        "directory {} does not exist; create it first (mkdir -p {}) or choose another --out",
+        dir.display(),
+        dir.display()
+    );
     let paths = keyfile::write_key_pair(&key, &prefix, args.force)?;
     outln!("key id:      {}", key.id());
     outln!("role:        {role}");
