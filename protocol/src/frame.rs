@@ -67,6 +67,9 @@ mod field {
 pub enum Kind {
     /// A fragment of the signed envelope (bundle header, manifest, signature).
     Announce,
+    /// The sender's pulse: its boot epoch, uptime and counters. See
+    /// [`crate::heartbeat`].
+    Heartbeat,
     /// One FEC shard of one payload block.
     Shard,
 }
@@ -76,6 +79,7 @@ impl Kind {
         match byte {
             1 => Some(Self::Announce),
             2 => Some(Self::Shard),
+            3 => Some(Self::Heartbeat),
             _ => None,
         }
     }
@@ -84,6 +88,7 @@ impl Kind {
         match self {
             Self::Announce => 1,
             Self::Shard => 2,
+            Self::Heartbeat => 3,
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod cbor;
 pub mod digest;
 pub mod fec;
 pub mod frame;
+pub mod heartbeat;
 pub mod id;
 pub mod key;
 pub mod manifest;

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use crate::blockmap::BlockMap;
 use crate::fec::Decoder;
 use crate::frame::{self, Datagram, FecParams, FrameError, Header, Kind};
+use crate::heartbeat::Heartbeat;
 use crate::id::{StreamId, TransferId};
 use crate::transmit::fragment_count;
 
@@ -89,6 +90,8 @@ pub enum Event {
         transfer: TransferId,
         stats: TransferStats,
     },
+    /// A sender's heartbeat arrived; it creates no transfer state.
+    Heartbeat(Heartbeat),
     /// The transfer ended without its payload; its state is gone.
     Failed {
         transfer: TransferId,
@@ -114,6 +117,9 @@ pub enum FailReason {
     TooManyBlocks { payload_len: u64 },
     /// Dropped to make room for newer transfers.
     Evicted,
+    /// Its sender restarted: a new boot epoch was heard on its stream while
+    /// this transfer had gone quiet.
+    Abandoned,
 }
 
 /// What a receiver needs to take a verified transfer up again after a
@@ -174,6 +180,8 @@ pub enum Drop {
     BlockOutOfRange,
     /// No room for another transfer.
     NoRoom,
+    /// A heartbeat too short to hold its counters.
+    BadHeartbeat,
 }
 
 /// The receiver core. One per listening socket.
@@ -183,12 +191,14 @@ pub struct Reassembler {
     transfers: HashMap<TransferId, Transfer>,
     finished: FinishedSet,
     events: VecDeque<Event>,
+    per_stream: HashMap<StreamId, u64>,
 }
 
 #[derive(Debug)]
 struct Transfer {
     stream: StreamId,
     fec: FecParams,
+    first_seen: Instant,
     last_seen: Instant,
     stage: Stage,
     pending: BTreeMap<u32, Block>,
@@ -238,6 +248,7 @@ impl Reassembler {
             transfers: HashMap::new(),
             finished: FinishedSet::default(),
             events: VecDeque::new(),
+            per_stream: HashMap::new(),
         }
     }
 
@@ -245,6 +256,13 @@ impl Reassembler {
     pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) -> Result<(), Drop> {
         let datagram = Datagram::parse(bytes).map_err(Drop::Frame)?;
         let header = *datagram.header();
+        *self.per_stream.entry(header.stream).or_default() += 1;
+        if header.kind == Kind::Heartbeat {
+            let beat = Heartbeat::from_datagram(&header, datagram.body());
+            let beat = beat.ok_or(Drop::BadHeartbeat)?;
+            self.events.push_back(Event::Heartbeat(beat));
+            return Ok(());
+        }
         if self.finished.contains(header.transfer) {
             return Err(Drop::Finished);
         }
@@ -264,6 +282,7 @@ impl Reassembler {
                 transfer.on_announce(&header, datagram.body(), max, &mut self.events)
             }
             Kind::Shard => transfer.on_shard(&header, datagram.body(), &self.config),
+            Kind::Heartbeat => Outcome::Continue,
         };
         self.settle(header.transfer, outcome)
     }
@@ -377,6 +396,26 @@ impl Reassembler {
         self.transfers.len()
     }
 
+    /// Well-formed datagrams heard on each stream, heartbeats included.
+    pub fn stream_datagrams(&self, stream: StreamId) -> u64 {
+        self.per_stream.get(&stream).copied().unwrap_or(0)
+    }
+
+    /// A sender restarted on `stream` at `restart` (by this clock): closes
+    /// that stream's transfers first heard before then, as abandoned. The
+    /// new run's transfers began after it and stay.
+    pub fn abandon_before(&mut self, stream: StreamId, restart: Instant) {
+        let stale: Vec<TransferId> = self
+            .transfers
+            .iter()
+            .filter(|(_, t)| t.stream == stream && t.first_seen < restart)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            self.fail(id, FailReason::Abandoned);
+        }
+    }
+
     /// Makes room for and creates the transfer a datagram names, if new.
     fn admit(&mut self, now: Instant, header: &Header) -> Result<(), Drop> {
         if self.transfers.contains_key(&header.transfer) {
@@ -391,7 +430,7 @@ impl Reassembler {
         }
         let stage = match header.kind {
             Kind::Announce => Stage::Announcing(self.new_fragments(header)?),
-            Kind::Shard => Stage::Announcing(Fragments::unknown()),
+            Kind::Shard | Kind::Heartbeat => Stage::Announcing(Fragments::unknown()),
         };
         self.make_room()?;
         let transfer = Transfer::new(header, now, stage);
@@ -502,6 +541,7 @@ impl Transfer {
         Self {
             stream,
             fec,
+            first_seen: now,
             last_seen: now,
             stage: Stage::Receiving(progress),
             pending: BTreeMap::new(),
@@ -516,6 +556,7 @@ impl Transfer {
         Self {
             stream: header.stream,
             fec: header.fec,
+            first_seen: now,
             last_seen: now,
             stage,
             pending: BTreeMap::new(),
@@ -893,6 +934,7 @@ impl fmt::Display for FailReason {
                 )
             }
             Self::Evicted => write!(f, "evicted to make room for newer transfers"),
+            Self::Abandoned => write!(f, "abandoned: its sender restarted"),
         }
     }
 }
@@ -908,6 +950,7 @@ impl fmt::Display for Drop {
             Self::BadFragment => write!(f, "announce fragment out of range"),
             Self::BlockOutOfRange => write!(f, "block past the signed payload"),
             Self::NoRoom => write!(f, "no room for another transfer"),
+            Self::BadHeartbeat => write!(f, "heartbeat too short"),
         }
     }
 }

@@ -29,6 +29,7 @@ use anyhow::{Context as _, bail};
 use serde::Deserialize;
 use sluice_protocol::digest::Digest;
 use sluice_protocol::key::{Role, SecretKey};
+use sluice_protocol::manifest::BundleKind;
 use tracing::{error, info, warn};
 
 use crate::image::ImageOptions;
@@ -143,14 +144,12 @@ pub fn run_daemon(config: &DaemonConfig, stop: &AtomicBool, once: bool) -> anyho
         if once && !busy {
             break;
         }
-        sleep_unless_stopped(
-            if once {
-                Duration::from_millis(200)
-            } else {
-                poll
-            },
-            stop,
-        );
+        let wait = if once {
+            Duration::from_millis(200)
+        } else {
+            poll
+        };
+        idle(wait, stop, &mut sender, &streams);
     }
     info!("sender daemon stopped");
     Ok(())
@@ -246,6 +245,16 @@ impl Stream {
                 error!(bundle = %bundle.display(), "cannot send: {error:#}");
                 fail(bundle, &self.dirs.failed, &format!("{error:#}"));
             }
+        }
+    }
+}
+
+impl Stream {
+    /// The wire stream this stream's bundles travel on.
+    fn kind_stream(&self) -> sluice_protocol::id::StreamId {
+        match self.kind {
+            Role::Image => BundleKind::Image.stream(),
+            Role::Report => BundleKind::Report.stream(),
         }
     }
 }
@@ -361,10 +370,17 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) {
+/// Waits between scans, keeping each stream's heartbeat going so the
+/// receiver can tell an idle sender from a dead one.
+fn idle(total: Duration, stop: &AtomicBool, sender: &mut Sender, streams: &[Stream]) {
     let step = Duration::from_millis(100);
     let mut slept = Duration::ZERO;
     while slept < total && !stop.load(Ordering::SeqCst) {
+        for stream in streams {
+            if let Err(error) = sender.heartbeat_if_due(stream.kind_stream()) {
+                warn!("cannot send a heartbeat: {error:#}");
+            }
+        }
         std::thread::sleep(step);
         slept += step;
     }

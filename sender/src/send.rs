@@ -9,6 +9,7 @@
 //! 2), so the receiver never mixes their state.
 
 use sluice_hardware::outln;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -23,6 +24,7 @@ use sluice_hardware::rate::Rate;
 use sluice_hardware::socket::{SocketOptions, connect_sender};
 use sluice_protocol::bundle::{ENVELOPE_HEADER_LEN, Envelope, envelope_len};
 use sluice_protocol::frame::{FecParams, HEADER_LEN};
+use sluice_protocol::heartbeat::{Counters, Heartbeat};
 use sluice_protocol::id::{BundleId, StreamId, TransferId};
 use sluice_protocol::manifest::{BundleKind, Manifest};
 use sluice_protocol::transmit::{Transmission, TransmitConfig};
@@ -119,6 +121,20 @@ pub struct Sender {
     pacer: Pacer,
     settings: LinkArgs,
     fec: FecParams,
+    pulse: Pulse,
+}
+
+/// How often a heartbeat goes out on a stream that is in use.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// This run's heartbeat state: its boot epoch and per-stream counters.
+#[derive(Debug)]
+struct Pulse {
+    epoch: u64,
+    started: Instant,
+    sequence: u32,
+    last: HashMap<StreamId, Instant>,
+    counters: HashMap<StreamId, Counters>,
 }
 
 /// `sluice-send send`: sends each bundle in turn, with progress.
@@ -147,7 +163,34 @@ impl Sender {
             pacer: Pacer::new(settings.rate, burst),
             settings: settings.clone(),
             fec,
+            pulse: Pulse::new(random_u64()?),
         })
+    }
+
+    /// Sends a heartbeat on `stream` if one is due; the daemon calls this
+    /// while idle so the receiver can tell a quiet link from a dead sender.
+    pub fn heartbeat_if_due(&mut self, stream: StreamId) -> anyhow::Result<()> {
+        if self
+            .pulse
+            .last
+            .get(&stream)
+            .is_some_and(|at| at.elapsed() < HEARTBEAT_EVERY)
+        {
+            return Ok(());
+        }
+        let mut datagram = vec![0u8; HEADER_LEN + usize::from(self.fec.shard_len)];
+        let len = self.pulse.beat(stream, self.fec, &mut datagram);
+        self.put_on_wire(stream, datagram.get(..len).unwrap_or_default())
+    }
+
+    /// Paces and sends one datagram, counting it for the heartbeats.
+    fn put_on_wire(&mut self, stream: StreamId, datagram: &[u8]) -> anyhow::Result<()> {
+        self.pacer.pace_blocking(datagram.len());
+        self.link.send(datagram).context("sending a datagram")?;
+        let counters = self.pulse.counters.entry(stream).or_default();
+        counters.datagrams += 1;
+        counters.bytes += datagram.len() as u64;
+        Ok(())
     }
 
     /// Sends one bundle file; `progress` shows a bar on a terminal.
@@ -210,7 +253,10 @@ impl Sender {
         let mut datagram = vec![0u8; HEADER_LEN + usize::from(self.fec.shard_len)];
         let mut window = Vec::new();
         let mut wire = 0u64;
+        let stream = bundle.manifest.kind.stream();
+        self.pulse.start_transfer(stream, tx.transfer());
         while !tx.is_done() {
+            self.heartbeat_if_due(stream)?;
             if let Some(range) = tx.wants_payload() {
                 bundle.read_payload(range.start, range.end - range.start, &mut window)?;
                 tx.push_payload(&window)?;
@@ -218,16 +264,55 @@ impl Sender {
             let Some(len) = tx.next_datagram(&mut datagram) else {
                 continue;
             };
-            self.pacer.pace_blocking(len);
-            self.link
-                .send(datagram.get(..len).unwrap_or_default())
-                .context("sending a datagram")?;
+            self.put_on_wire(stream, datagram.get(..len).unwrap_or_default())?;
             wire += len as u64;
             if tx.sent().is_multiple_of(1024) {
                 bar.set_position(tx.sent());
             }
         }
+        self.pulse.end_transfer(stream);
         Ok(wire)
+    }
+}
+
+impl Pulse {
+    fn new(epoch: u64) -> Self {
+        let started = Instant::now();
+        Self {
+            epoch,
+            started,
+            sequence: 0,
+            last: HashMap::new(),
+            counters: HashMap::new(),
+        }
+    }
+
+    /// Writes the next heartbeat for `stream` into `out`.
+    fn beat(&mut self, stream: StreamId, fec: FecParams, out: &mut [u8]) -> usize {
+        let uptime_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let counters = self.counters.get(&stream).copied().unwrap_or_default();
+        let beat = Heartbeat {
+            stream,
+            epoch: self.epoch,
+            sequence: self.sequence,
+            uptime_ms,
+            counters,
+        };
+        self.sequence = self.sequence.wrapping_add(1);
+        self.last.insert(stream, Instant::now());
+        beat.emit(fec, out)
+    }
+
+    fn start_transfer(&mut self, stream: StreamId, transfer: TransferId) {
+        let counters = self.counters.entry(stream).or_default();
+        counters.transfers += 1;
+        counters.current_transfer = transfer.0;
+        // The first heartbeat of a transfer goes out before its first datagram.
+        self.last.remove(&stream);
+    }
+
+    fn end_transfer(&mut self, stream: StreamId) {
+        self.counters.entry(stream).or_default().current_transfer = 0;
     }
 }
 

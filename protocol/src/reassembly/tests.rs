@@ -109,6 +109,7 @@ fn drain(rx: &mut Reassembler, signed_len: u64, out: &mut Outcome) {
             }
             Event::Complete { stats, .. } => out.complete = Some(stats),
             Event::Failed { reason, .. } => out.failed = Some(reason),
+            Event::Heartbeat(_) => {}
         }
     }
 }
@@ -254,6 +255,7 @@ fn two_transfers_interleaved_both_complete() {
                 }
                 Event::Complete { transfer, .. } => done.push(transfer),
                 Event::Failed { reason, .. } => panic!("{reason}"),
+                Event::Heartbeat(_) => {}
             }
         }
     }
@@ -502,7 +504,55 @@ fn drain_into(rx: &mut Reassembler, len: u64, out: &mut [u8]) -> bool {
             }
             Event::Complete { .. } => complete = true,
             Event::Failed { reason, .. } => panic!("{reason}"),
+            Event::Heartbeat(_) => {}
         }
     }
     complete
+}
+
+#[test]
+fn heartbeats_are_reported_and_hold_no_state() {
+    use crate::heartbeat::{Counters, Heartbeat};
+    let beat = Heartbeat {
+        stream: StreamId(1),
+        epoch: 99,
+        sequence: 3,
+        uptime_ms: 4000,
+        counters: Counters {
+            datagrams: 10,
+            bytes: 14_720,
+            transfers: 1,
+            current_transfer: 0,
+        },
+    };
+    let mut out = vec![0u8; tx_config().datagram_len()];
+    let len = beat.emit(FEC, &mut out);
+    let mut rx = Reassembler::new(ReassemblyConfig::default());
+    rx.handle_datagram(Instant::now(), &out[..len]).unwrap();
+    assert_eq!(rx.poll_event(), Some(Event::Heartbeat(beat)));
+    assert_eq!(rx.active(), 0);
+    assert_eq!(rx.stream_datagrams(StreamId(1)), 1);
+}
+
+#[test]
+fn a_sender_restart_abandons_only_its_quiet_transfers() {
+    let mut rx = Reassembler::new(ReassemblyConfig::default());
+    let start = Instant::now();
+    let old = datagrams(31, b"old run", &payload(BLOCK));
+    let new = datagrams(32, b"new run", &payload(BLOCK));
+    rx.handle_datagram(start, &old[2]).unwrap();
+    rx.handle_datagram(start + Duration::from_secs(5), &new[2])
+        .unwrap();
+    rx.abandon_before(StreamId(1), start + Duration::from_secs(4));
+    match rx.poll_event() {
+        Some(Event::Failed {
+            transfer,
+            reason: FailReason::Abandoned,
+            ..
+        }) => {
+            assert_eq!(transfer, TransferId(31));
+        }
+        other => panic!("expected the old run abandoned, got {other:?}"),
+    }
+    assert_eq!(rx.active(), 1, "the new run's transfer stays");
 }
