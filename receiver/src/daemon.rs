@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use sluice_hardware::socket::{SocketOptions, bind_receiver};
 use sluice_protocol::blockmap::BlockMap;
+use sluice_protocol::heartbeat::Heartbeat;
 use sluice_protocol::id::{StreamId, TransferId};
 use sluice_protocol::reassembly::{Checkpoint, Event, FailReason, Reassembler, TransferStats};
 use sluice_protocol::trust::{TrustStore, VerifiedManifest};
@@ -30,17 +31,23 @@ use tracing::{debug, error, info, warn};
 use crate::checkpoint;
 use crate::config::ReceiverConfig;
 use crate::gate::{RejectionGate, SUMMARY_EVERY};
+use crate::health::{LinkHealth, News};
 use crate::pipeline::{Finishing, Job, Pipeline};
 use crate::record::{Rejection, TransferRecord};
+use crate::status::DaemonStatus;
 use crate::store::{SpoolFile, Store};
 use crate::trust::load_trust_store;
 
 /// How often the net thread wakes up without traffic to run timers and
 /// check for a stop request.
 const TICK: Duration = Duration::from_millis(100);
+/// How often the status file is rewritten and heartbeats are checked.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+/// Heartbeat silence after which a stream is reported down.
+const HEARTBEAT_SILENCE: Duration = Duration::from_secs(10);
 
 /// Counters the daemon keeps for status displays and the demo.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DaemonStats {
     pub datagrams: u64,
     pub dropped: u64,
@@ -144,6 +151,7 @@ struct Spooling {
     verified: VerifiedManifest,
     stream: StreamId,
     started: Instant,
+    parity: u16,
 }
 
 struct Driver {
@@ -157,6 +165,9 @@ struct Driver {
     next_timer: Option<Instant>,
     gate: RejectionGate,
     next_summary: Instant,
+    health: LinkHealth,
+    next_status: Instant,
+    listen: SocketAddr,
 }
 
 impl Driver {
@@ -177,6 +188,9 @@ impl Driver {
             next_timer: None,
             gate: RejectionGate::new(Instant::now()),
             next_summary: Instant::now() + SUMMARY_EVERY,
+            health: LinkHealth::default(),
+            next_status: Instant::now(),
+            listen: config.listen,
         }
     }
 
@@ -230,15 +244,14 @@ impl Driver {
                 spool: found.spool,
                 checkpoint,
             });
-            let started = Instant::now();
-            self.spooling.insert(
-                transfer,
-                Spooling {
-                    verified,
-                    stream,
-                    started,
-                },
-            );
+            let (started, parity) = (Instant::now(), found.checkpoint.fec.parity);
+            let entry = Spooling {
+                verified,
+                stream,
+                started,
+                parity,
+            };
+            self.spooling.insert(transfer, entry);
             if let Err(error) = self.core.resume(started, found.checkpoint) {
                 warn!(%transfer, "cannot resume: {error}");
                 self.spooling.remove(&transfer);
@@ -269,6 +282,45 @@ impl Driver {
         Ok(verified)
     }
 
+    fn on_heartbeat(&mut self, beat: &Heartbeat) {
+        let now = Instant::now();
+        let received = self.core.stream_datagrams(beat.stream);
+        let stream = beat.stream;
+        let epoch = format!("{:016x}", beat.epoch);
+        match self.health.on_heartbeat(beat, received, now) {
+            News::NewSender => info!(%stream, %epoch, "heartbeat from a sender"),
+            News::Restarted {
+                previous_epoch,
+                uptime,
+            } => {
+                let previous = format!("{previous_epoch:016x}");
+                warn!(%stream, %epoch, %previous, "sender restarted; closing its earlier transfers");
+                let restart = now.checked_sub(uptime).unwrap_or(now);
+                self.core.abandon_before(stream, restart);
+            }
+            News::Gap { missed } => debug!(%stream, missed, "heartbeats missed"),
+            News::Normal => {}
+        }
+    }
+
+    fn check_heartbeats(&mut self, now: Instant) {
+        for stream in self.health.newly_silent(now, HEARTBEAT_SILENCE) {
+            let secs = HEARTBEAT_SILENCE.as_secs();
+            warn!(%stream, "no heartbeat for {secs} s: the sender or the link is down");
+        }
+    }
+
+    fn publish_status(&self, now: Instant) {
+        let status = DaemonStatus {
+            updated_at: unix_now(),
+            listen: self.listen.to_string(),
+            active_transfers: self.core.active(),
+            counters: self.stats.lock().map(|s| s.clone()).unwrap_or_default(),
+            streams: self.health.snapshot(now),
+        };
+        self.submit(Job::Status(Box::new(status)));
+    }
+
     fn on_datagram(&mut self, bytes: &[u8]) {
         let result = self.core.handle_datagram(Instant::now(), bytes);
         self.with_stats(|s| {
@@ -292,6 +344,11 @@ impl Driver {
                 );
             }
         }
+        if now >= self.next_status {
+            self.next_status = now + STATUS_EVERY;
+            self.check_heartbeats(now);
+            self.publish_status(now);
+        }
         if self.next_timer.is_some_and(|at| at <= now) {
             self.core.handle_timeout(now);
         }
@@ -314,6 +371,7 @@ impl Driver {
                     data,
                 } => self.on_block(transfer, offset, data),
                 Event::Complete { transfer, stats } => self.on_complete(transfer, &stats),
+                Event::Heartbeat(beat) => self.on_heartbeat(&beat),
                 Event::Failed {
                     transfer,
                     reason,
@@ -422,15 +480,14 @@ impl Driver {
             spool,
             checkpoint: Box::new(checkpoint),
         });
-        let started = Instant::now();
-        self.spooling.insert(
-            transfer,
-            Spooling {
-                verified,
-                stream,
-                started,
-            },
-        );
+        let (started, parity) = (Instant::now(), fec.parity);
+        let entry = Spooling {
+            verified,
+            stream,
+            started,
+            parity,
+        };
+        self.spooling.insert(transfer, entry);
         self.core.accept(transfer, length);
     }
 
@@ -452,6 +509,7 @@ impl Driver {
             s.blocks_rebuilt += stats.blocks_rebuilt;
             s.shards_rebuilt += stats.shards_rebuilt;
         });
+        warn_if_margin_low(transfer, stats, entry.parity);
         let seconds = entry.started.elapsed().as_secs_f64();
         let record = TransferRecord::new(transfer.to_string(), entry.stream.0, stats, seconds);
         let finishing = Finishing {
@@ -565,6 +623,16 @@ fn envelope_problem(
     None
 }
 
+/// Warns when a block needed most of its parity: a little more loss and
+/// it would have been lost.
+fn warn_if_margin_low(transfer: TransferId, stats: &TransferStats, parity: u16) {
+    let used = stats.max_parity_used;
+    if u32::from(used) * 4 > u32::from(parity) * 3 {
+        warn!(%transfer, used, parity, "repair margin low: a block needed {used} of its {parity} \
+            parity shards; raise --parity-shards or lower the rate");
+    }
+}
+
 fn verify_code(error: &sluice_protocol::trust::VerifyError) -> &'static str {
     use sluice_protocol::trust::VerifyError as E;
     match error {
@@ -584,6 +652,7 @@ fn fail_code(reason: &FailReason) -> &'static str {
         FailReason::LengthMismatch { .. } => "length-mismatch",
         FailReason::TooManyBlocks { .. } => "too-large",
         FailReason::Evicted => "evicted",
+        FailReason::Abandoned => "abandoned",
     }
 }
 

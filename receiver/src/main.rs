@@ -32,6 +32,8 @@ enum Command {
     List(ListArgs),
     /// Show one quarantined bundle in full.
     Show(ShowArgs),
+    /// Show the daemon's counters and the link's health, per stream.
+    Status(sluice_receiver::status::StatusArgs),
     /// Check this host's settings for receiving from a diode link.
     CheckLink(hostcheck::CheckLinkArgs),
 }
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::List(args) => admin::list(args),
         Command::Show(args) => admin::show(args),
+        Command::Status(args) => sluice_receiver::status::run(args),
         Command::CheckLink(args) => check_link(args),
     };
     match result {

@@ -22,13 +22,14 @@ use std::time::{Duration, Instant};
 use sluice_protocol::id::TransferId;
 use sluice_protocol::reassembly::Checkpoint;
 use sluice_protocol::trust::VerifiedManifest;
-use tracing::error;
+use tracing::{debug, error};
 
 use crate::checkpoint;
 use crate::daemon::{DaemonStats, unix_now};
 use crate::finalize::{Finished, Outcome, finalize};
 use crate::record::{Rejection, TransferRecord};
-use crate::store::{SpoolFile, Store, StoreError};
+use crate::status::{DaemonStatus, status_path};
+use crate::store::{SpoolFile, Store, StoreError, write_json_atomic};
 
 /// Blocks queued for the writer at most; about 23 MiB with the default
 /// 183 KiB blocks. A full queue makes the net thread wait.
@@ -55,6 +56,8 @@ pub enum Job {
     Discard { transfer: TransferId },
     /// Write down a rejection, off the receive path.
     Reject(Box<Rejection>),
+    /// Rewrite the status file.
+    Status(Box<DaemonStatus>),
 }
 
 /// What the verifier needs besides the spool file.
@@ -170,6 +173,12 @@ fn handle(
         Job::Discard { transfer } => {
             if let Some(entry) = open.remove(&transfer) {
                 entry.spool.discard();
+            }
+        }
+        Job::Status(status) => {
+            let path = status_path(store.root());
+            if let Err(error) = write_json_atomic(&path, &status) {
+                debug!("cannot write the status file: {error}");
             }
         }
         Job::Reject(rejection) => {

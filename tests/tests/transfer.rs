@@ -335,3 +335,41 @@ fn a_receiver_killed_mid_transfer_resumes_from_its_spool() {
     let log = lab.receiver_log();
     assert!(log.contains("resuming a transfer from the spool"), "{log}");
 }
+
+#[test]
+fn a_restarted_sender_abandons_its_old_transfer_and_the_new_one_completes() {
+    let lab = Lab::start(30);
+    let bundle = lab.path("restart.sluice");
+    write_raw_bundle(&lab.image_key, &pattern(40 * BLOCK), &bundle);
+    let to = lab.receiver_addr.to_string();
+    let first = Command::new(binary("sluice-send"))
+        .args(["send", "--to", &to, "--rate", "20M"])
+        .arg(&bundle)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = sluice_tests::lab::ChildGuard(first);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+
+    send(lab.receiver_addr, &[&bundle]);
+    lab.wait_quarantined(&[id_of(&bundle)]);
+    assert_identical(&lab, &bundle);
+    let rejected = lab.wait_rejections(1);
+    assert_eq!(rejected[0].code, "abandoned", "{rejected:#?}");
+    assert_eq!(rejected[0].id, id_of(&bundle));
+
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let status = run_ok(
+        Command::new(binary("sluice-recv"))
+            .args(["status", "--json", "--state"])
+            .arg(&lab.state),
+    );
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let stream = &status["streams"][0];
+    assert_eq!(stream["stream"], 1);
+    assert_eq!(stream["restarts"], 1, "{status:#}");
+    assert_eq!(status["counters"]["quarantined"], 1);
+}
