@@ -6,10 +6,11 @@
 //!  spool/<transfer>.state   parameters and the map of blocks in .part
 //! ```
 //!
-//! The writer fsyncs the `.part` file before it writes the `.state` file
-//! (itself write, fsync, rename), so a checkpoint never claims a block the
-//! disk might not hold. A block written after the last checkpoint is simply
-//! received again from the sender's next pass.
+//! The `.state` file is replaced by rename, so it is always whole; it lists
+//! blocks written before the snapshot was taken. A block written after the
+//! last checkpoint is simply received again from the sender's next pass,
+//! and every resumed payload is checked against its signed length and
+//! blake3 before it reaches quarantine.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -22,7 +23,7 @@ use sluice_protocol::frame::{FecParams, check_fec_params};
 use sluice_protocol::id::{StreamId, TransferId};
 use sluice_protocol::reassembly::Checkpoint;
 
-use crate::store::{SpoolFile, Store, StoreError, write_json_atomic};
+use crate::store::{SpoolFile, Store, StoreError, write_json_replace};
 
 /// The `.state` file beside a spool file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,14 +86,39 @@ pub fn state_path(store: &Store, transfer: TransferId) -> PathBuf {
     store.root().join("spool").join(format!("{transfer}.state"))
 }
 
-/// Makes the spooled blocks durable, then records them.
-pub fn save(store: &Store, spool: &SpoolFile, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-    spool.file().sync_data().map_err(|source| StoreError::Io {
-        action: "sync",
-        path: spool.path().to_owned(),
-        source,
-    })?;
-    write_json_atomic(
+/// A spool file's progress to make durable: a second handle on the file
+/// and the blocks written through the first before the snapshot was taken.
+#[derive(Debug)]
+pub struct Pending {
+    pub file: File,
+    pub path: PathBuf,
+    pub checkpoint: Checkpoint,
+}
+
+impl Pending {
+    /// Snapshots a spool's progress.
+    pub fn of(spool: &SpoolFile, checkpoint: &Checkpoint) -> std::io::Result<Self> {
+        let file = spool.file().try_clone()?;
+        let (path, checkpoint) = (spool.path().to_owned(), checkpoint.clone());
+        Ok(Self {
+            file,
+            path,
+            checkpoint,
+        })
+    }
+}
+
+/// Records the blocks a spool holds.
+// Limitation: checkpoints are not fsynced, because forcing a multi-gigabyte
+// spool to disk every few seconds stalls the writer and costs datagrams.
+// After a power loss a checkpoint may claim blocks the disk lost; the
+// resumed transfer then fails its final length and blake3 check and is
+// rejected (the sender's next pass must start over), but a damaged bundle
+// never reaches quarantine. A process crash loses nothing: the page cache
+// survives it.
+pub fn save(store: &Store, pending: &Pending) -> Result<(), StoreError> {
+    let Pending { checkpoint, .. } = pending;
+    write_json_replace(
         &state_path(store, checkpoint.transfer),
         &StateFile::new(checkpoint),
     )

@@ -24,12 +24,12 @@ use sluice_protocol::reassembly::Checkpoint;
 use sluice_protocol::trust::VerifiedManifest;
 use tracing::{debug, error};
 
-use crate::checkpoint;
+use crate::checkpoint::{self, Pending};
 use crate::daemon::{DaemonStats, unix_now};
 use crate::finalize::{Finished, Outcome, finalize};
 use crate::record::{Rejection, TransferRecord};
 use crate::status::{DaemonStatus, status_path};
-use crate::store::{SpoolFile, Store, StoreError, write_json_atomic};
+use crate::store::{SpoolFile, Store, StoreError, write_json_replace};
 
 /// Blocks queued for the writer at most; about 23 MiB with the default
 /// 183 KiB blocks. A full queue makes the net thread wait.
@@ -83,13 +83,18 @@ impl Pipeline {
         let verifier = thread::Builder::new()
             .name("sluice-verify".into())
             .spawn(move || verify_loop(&verifier_store, &finished_rx, &stats))?;
+        let (saves_tx, saves_rx) = mpsc::sync_channel::<Pending>(SAVE_QUEUE_DEPTH);
+        let saver_store = store.clone();
+        let saver = thread::Builder::new()
+            .name("sluice-checkpoint".into())
+            .spawn(move || save_loop(&saver_store, &saves_rx))?;
         let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(QUEUE_DEPTH);
         let writer = thread::Builder::new()
             .name("sluice-write".into())
-            .spawn(move || write_loop(&store, &jobs_rx, &finished_tx))?;
+            .spawn(move || write_loop(&store, &jobs_rx, &finished_tx, &saves_tx))?;
         Ok(Self {
             jobs: Some(jobs_tx),
-            threads: vec![writer, verifier],
+            threads: vec![writer, verifier, saver],
         })
     }
 
@@ -117,7 +122,10 @@ impl Drop for Pipeline {
 }
 
 /// How often the writer records progress of spools written to since.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+/// Checkpoints waiting for their fsync; more are skipped and retried, so
+/// a slow disk never holds up the writer.
+const SAVE_QUEUE_DEPTH: usize = 4;
 
 /// An open spool file, what it holds, and the first write error it met.
 struct Open {
@@ -127,22 +135,31 @@ struct Open {
     failure: Option<StoreError>,
 }
 
-fn write_loop(store: &Store, jobs: &Receiver<Job>, verifier: &Sender<Finished>) {
+fn write_loop(
+    store: &Store,
+    jobs: &Receiver<Job>,
+    verifier: &Sender<Finished>,
+    saver: &SyncSender<Pending>,
+) {
     let mut open: HashMap<TransferId, Open> = HashMap::new();
     let mut last_checkpoint = Instant::now();
     loop {
         match jobs.recv_timeout(CHECKPOINT_EVERY) {
-            Ok(job) => handle(store, &mut open, job, verifier),
+            Ok(job) => handle(store, &mut open, job, verifier, saver),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            save_checkpoints(store, &mut open);
+            for entry in open.values_mut() {
+                queue_checkpoint(entry, saver);
+            }
             last_checkpoint = Instant::now();
         }
     }
     // Stopping: what was spooled stays, with its checkpoint, for next time.
-    save_checkpoints(store, &mut open);
+    for entry in open.values_mut() {
+        queue_checkpoint(entry, saver);
+    }
 }
 
 fn handle(
@@ -150,6 +167,7 @@ fn handle(
     open: &mut HashMap<TransferId, Open>,
     job: Job,
     verifier: &Sender<Finished>,
+    saver: &SyncSender<Pending>,
 ) {
     match job {
         Job::Open { spool, checkpoint } => {
@@ -161,7 +179,7 @@ fn handle(
                 dirty: true,
                 failure: None,
             };
-            save_checkpoint(store, &mut entry);
+            queue_checkpoint(&mut entry, saver);
             open.insert(entry.checkpoint.transfer, entry);
         }
         Job::Write {
@@ -177,7 +195,7 @@ fn handle(
         }
         Job::Status(status) => {
             let path = status_path(store.root());
-            if let Err(error) = write_json_atomic(&path, &status) {
+            if let Err(error) = write_json_replace(&path, &status) {
                 debug!("cannot write the status file: {error}");
             }
         }
@@ -189,19 +207,30 @@ fn handle(
     }
 }
 
-fn save_checkpoints(store: &Store, open: &mut HashMap<TransferId, Open>) {
-    for entry in open.values_mut() {
-        save_checkpoint(store, entry);
-    }
-}
-
-fn save_checkpoint(store: &Store, entry: &mut Open) {
+/// Hands a snapshot of a dirty spool's progress to the checkpoint thread;
+/// if that thread is busy the spool stays dirty and is tried next time.
+fn queue_checkpoint(entry: &mut Open, saver: &SyncSender<Pending>) {
     if !entry.dirty || entry.failure.is_some() {
         return;
     }
-    match checkpoint::save(store, &entry.spool, &entry.checkpoint) {
-        Ok(()) => entry.dirty = false,
-        Err(error) => error!(transfer = %entry.checkpoint.transfer, "cannot checkpoint: {error}"),
+    let pending = match Pending::of(&entry.spool, &entry.checkpoint) {
+        Ok(pending) => pending,
+        Err(error) => {
+            error!(transfer = %entry.checkpoint.transfer, "cannot checkpoint: {error}");
+            return;
+        }
+    };
+    if saver.try_send(pending).is_ok() {
+        entry.dirty = false;
+    }
+}
+
+/// Makes checkpoints durable, one at a time, off the writer's path.
+fn save_loop(store: &Store, saves: &Receiver<Pending>) {
+    for pending in saves {
+        if let Err(error) = checkpoint::save(store, &pending) {
+            error!(transfer = %pending.checkpoint.transfer, "cannot checkpoint: {error}");
+        }
     }
 }
 

@@ -336,6 +336,19 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), Sto
     fs::rename(&tmp, path).map_err(io_err("rename", &tmp))
 }
 
+/// Writes JSON to `path` by rename, without fsync: for files that are
+/// rewritten often and whose loss in a power failure costs nothing but time
+/// (checkpoints, the status file).
+pub fn write_json_replace<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_vec_pretty(value).map_err(|e| StoreError::BadRecord {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    fs::write(&tmp, text).map_err(io_err("write", &tmp))?;
+    fs::rename(&tmp, path).map_err(io_err("rename", &tmp))
+}
+
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, StoreError> {
     let text = fs::read(path).map_err(io_err("read", path))?;
     serde_json::from_slice(&text).map_err(|e| StoreError::BadRecord {
