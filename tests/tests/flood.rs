@@ -14,12 +14,11 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use sluice_protocol::bundle::seal;
-use sluice_protocol::frame::FecParams;
-use sluice_protocol::id::{StreamId, TransferId};
+use sluice_protocol::id::TransferId;
 use sluice_protocol::manifest::BundleKind;
 use sluice_protocol::transmit::{TransmitConfig, all_datagrams};
 use sluice_sender::keyfile::load_secret_key;
-use support::{Lab, id_of, pattern, raw_manifest, send, write_raw_bundle};
+use support::{Lab, id_of, pattern, raw_manifest, send, small_blocks, write_raw_bundle};
 
 #[test]
 fn junk_with_fresh_transfer_ids_neither_stalls_nor_fills_the_disk() {
@@ -88,15 +87,5 @@ fn spool_files(lab: &Lab) -> usize {
 }
 
 fn config() -> TransmitConfig {
-    TransmitConfig {
-        stream: StreamId(1),
-        fec: FecParams {
-            data: 32,
-            parity: 8,
-            shard_len: 1428,
-        },
-        interleave: 4,
-        announce_every: 64,
-        announce_passes: 1,
-    }
+    small_blocks(1)
 }

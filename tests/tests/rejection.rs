@@ -17,15 +17,14 @@ use std::time::Duration;
 use std::process::Command;
 
 use sluice_protocol::bundle::{BUNDLE_MAGIC, envelope_len, seal, signed_message};
-use sluice_protocol::frame::FecParams;
-use sluice_protocol::id::{StreamId, TransferId};
+use sluice_protocol::id::TransferId;
 use sluice_protocol::manifest::BundleKind;
-use sluice_protocol::transmit::{TransmitConfig, all_datagrams};
+use sluice_protocol::transmit::all_datagrams;
 use sluice_receiver::record::Rejection;
 use sluice_receiver::store::rejection_dir_name;
 use sluice_sender::keyfile::load_secret_key;
 use sluice_tests::lab::binary;
-use support::{Lab, id_of, keygen, pattern, raw_manifest, send, write_raw_bundle};
+use support::{Lab, id_of, keygen, pattern, raw_manifest, send, small_blocks, write_raw_bundle};
 
 #[test]
 fn bundle_signed_by_an_unknown_key_is_rejected() {
@@ -168,17 +167,7 @@ fn assert_no_stray_files(state: &Path) {
 /// interleaving their datagrams one by one and alternating which goes
 /// first, so a test can put on the wire what the sender itself refuses to.
 fn blast(to: SocketAddr, transfers: &[(TransferId, &[u8], &[u8])]) {
-    let config = TransmitConfig {
-        stream: StreamId(1),
-        fec: FecParams {
-            data: 32,
-            parity: 8,
-            shard_len: 1428,
-        },
-        interleave: 4,
-        announce_every: 64,
-        announce_passes: 2,
-    };
+    let config = small_blocks(2);
     let mut all: Vec<Vec<Vec<u8>>> = transfers
         .iter()
         .map(|(id, envelope, payload)| all_datagrams(config, *id, envelope, payload).unwrap())

@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 
 use sluice_protocol::bundle::{Envelope, envelope_len, seal};
 use sluice_protocol::digest::Digest;
-use sluice_protocol::id::{BundleId, KeyId};
+use sluice_protocol::frame::FecParams;
+use sluice_protocol::id::{BundleId, KeyId, StreamId};
 use sluice_protocol::manifest::{
     Archive, BundleKind, Compression, FileEntry, FileKind, ImageFormat, Manifest, PayloadInfo,
     Subject,
 };
+use sluice_protocol::transmit::TransmitConfig;
 use sluice_receiver::record::{Record, Rejection};
 use sluice_receiver::store::Store;
 use sluice_sender::keyfile::load_secret_key;
@@ -365,4 +367,20 @@ pub fn pattern(len: usize) -> Vec<u8> {
 /// The bundle id of a bundle file.
 pub fn id_of(bundle: &Path) -> String {
     read_manifest(bundle).bundle_id.to_string()
+}
+
+/// Transmit settings with small blocks, for tests that put datagrams on the
+/// wire straight from the protocol core.
+pub fn small_blocks(announce_passes: u32) -> TransmitConfig {
+    TransmitConfig {
+        stream: StreamId(1),
+        fec: FecParams {
+            data: 32,
+            parity: 8,
+            shard_len: 1428,
+        },
+        interleave: 4,
+        announce_every: 64,
+        announce_passes,
+    }
 }
