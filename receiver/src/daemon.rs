@@ -214,10 +214,8 @@ impl Driver {
             self.run_timers();
             self.drain_events();
         }
-        let transfers: Vec<TransferId> = self.spooling.drain().map(|(id, _)| id).collect();
-        for transfer in transfers {
-            self.submit(Job::Discard { transfer });
-        }
+        // Transfers in flight keep their spool and checkpoint: the next run
+        // takes them up again.
         if let Some(mut pipeline) = self.pipeline.take() {
             pipeline.stop();
         }

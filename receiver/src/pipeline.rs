@@ -151,14 +151,14 @@ fn write_loop(
         }
         if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             for entry in open.values_mut() {
-                queue_checkpoint(entry, saver);
+                queue_checkpoint(entry, saver, false);
             }
             last_checkpoint = Instant::now();
         }
     }
     // Stopping: what was spooled stays, with its checkpoint, for next time.
     for entry in open.values_mut() {
-        queue_checkpoint(entry, saver);
+        queue_checkpoint(entry, saver, true);
     }
 }
 
@@ -179,7 +179,7 @@ fn handle(
                 dirty: true,
                 failure: None,
             };
-            queue_checkpoint(&mut entry, saver);
+            queue_checkpoint(&mut entry, saver, false);
             open.insert(entry.checkpoint.transfer, entry);
         }
         Job::Write {
@@ -207,9 +207,10 @@ fn handle(
     }
 }
 
-/// Hands a snapshot of a dirty spool's progress to the checkpoint thread;
-/// if that thread is busy the spool stays dirty and is tried next time.
-fn queue_checkpoint(entry: &mut Open, saver: &SyncSender<Pending>) {
+/// Hands a snapshot of a dirty spool's progress to the checkpoint thread.
+/// If that thread is busy the spool stays dirty and is tried next time,
+/// unless `wait` (when stopping) says to wait for it.
+fn queue_checkpoint(entry: &mut Open, saver: &SyncSender<Pending>, wait: bool) {
     if !entry.dirty || entry.failure.is_some() {
         return;
     }
@@ -220,7 +221,12 @@ fn queue_checkpoint(entry: &mut Open, saver: &SyncSender<Pending>) {
             return;
         }
     };
-    if saver.try_send(pending).is_ok() {
+    let queued = if wait {
+        saver.send(pending).is_ok()
+    } else {
+        saver.try_send(pending).is_ok()
+    };
+    if queued {
         entry.dirty = false;
     }
 }

@@ -373,3 +373,35 @@ fn a_restarted_sender_abandons_its_old_transfer_and_the_new_one_completes() {
     assert_eq!(stream["restarts"], 1, "{status:#}");
     assert_eq!(status["counters"]["quarantined"], 1);
 }
+
+#[test]
+fn a_receiver_stopped_cleanly_keeps_its_spool_for_the_next_run() {
+    let mut lab = Lab::start(20);
+    let bundle = lab.path("stopped.sluice");
+    write_raw_bundle(&lab.image_key, &pattern(40 * BLOCK), &bundle);
+    let sender = Command::new(binary("sluice-send"))
+        .args([
+            "send",
+            "--to",
+            &lab.receiver_addr.to_string(),
+            "--rate",
+            "40M",
+            "--passes",
+            "3",
+        ])
+        .arg(&bundle)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut sender = sluice_tests::lab::ChildGuard(sender);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    lab.stop_and_restart_receiver();
+    assert!(sender.0.wait().unwrap().success());
+    lab.wait_quarantined(&[id_of(&bundle)]);
+    assert_identical(&lab, &bundle);
+    assert!(
+        lab.receiver_log()
+            .contains("resuming a transfer from the spool")
+    );
+}

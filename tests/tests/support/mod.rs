@@ -217,6 +217,21 @@ impl Lab {
         self.receiver = start_receiver(dir, trust, state, self.receiver_addr, self.idle_secs);
     }
 
+    /// Stops the receiver as an administrator would (SIGTERM), waits for it
+    /// to exit, and starts it again on the same state directory and port.
+    pub fn stop_and_restart_receiver(&mut self) {
+        let pid = self.receiver.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        assert!(
+            self.receiver.0.wait().unwrap().success(),
+            "{}",
+            self.receiver_log()
+        );
+        let (dir, trust, state) = (self.dir.path(), &self.trust, &self.state);
+        self.receiver = start_receiver(dir, trust, state, self.receiver_addr, self.idle_secs);
+    }
+
     /// True while the receiver process is alive.
     pub fn receiver_alive(&mut self) -> bool {
         self.receiver.0.try_wait().unwrap().is_none()
