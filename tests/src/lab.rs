@@ -13,6 +13,12 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// The sample image and reports shipped in the repository.
+///
+/// ```
+/// let samples = sluice_tests::lab::samples_dir();
+/// assert!(samples.join("images/busybox-1.35.0.docker.tar").is_file());
+/// assert!(samples.join("SOURCES.md").is_file());
+/// ```
 pub fn samples_dir() -> PathBuf {
     workspace_root().join("samples")
 }
