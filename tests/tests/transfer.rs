@@ -311,22 +311,7 @@ fn a_receiver_killed_mid_transfer_resumes_from_its_spool() {
     let mut lab = Lab::start(20);
     let bundle = lab.path("big.sluice");
     write_raw_bundle(&lab.image_key, &pattern(40 * BLOCK), &bundle);
-    let sender = Command::new(binary("sluice-send"))
-        .args([
-            "send",
-            "--to",
-            &lab.receiver_addr.to_string(),
-            "--rate",
-            "40M",
-            "--passes",
-            "3",
-        ])
-        .arg(&bundle)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut sender = sluice_tests::lab::ChildGuard(sender);
+    let mut sender = slow_carousel(&lab, &bundle);
     std::thread::sleep(std::time::Duration::from_millis(1200));
     lab.crash_and_restart_receiver();
     assert!(sender.0.wait().unwrap().success());
@@ -379,22 +364,7 @@ fn a_receiver_stopped_cleanly_keeps_its_spool_for_the_next_run() {
     let mut lab = Lab::start(20);
     let bundle = lab.path("stopped.sluice");
     write_raw_bundle(&lab.image_key, &pattern(40 * BLOCK), &bundle);
-    let sender = Command::new(binary("sluice-send"))
-        .args([
-            "send",
-            "--to",
-            &lab.receiver_addr.to_string(),
-            "--rate",
-            "40M",
-            "--passes",
-            "3",
-        ])
-        .arg(&bundle)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut sender = sluice_tests::lab::ChildGuard(sender);
+    let mut sender = slow_carousel(&lab, &bundle);
     std::thread::sleep(std::time::Duration::from_millis(1200));
     lab.stop_and_restart_receiver();
     assert!(sender.0.wait().unwrap().success());
@@ -404,4 +374,18 @@ fn a_receiver_stopped_cleanly_keeps_its_spool_for_the_next_run() {
         lab.receiver_log()
             .contains("resuming a transfer from the spool")
     );
+}
+
+/// Starts `sluice-send` repeating `bundle` three times at 40 Mbit/s, slow
+/// enough for a test to interrupt the receiver in the middle.
+fn slow_carousel(lab: &Lab, bundle: &Path) -> sluice_tests::lab::ChildGuard {
+    let to = lab.receiver_addr.to_string();
+    let sender = Command::new(binary("sluice-send"))
+        .args(["send", "--to", &to, "--rate", "40M", "--passes", "3"])
+        .arg(bundle)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    sluice_tests::lab::ChildGuard(sender)
 }
